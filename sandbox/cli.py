@@ -1,0 +1,78 @@
+"""`layer-sandbox` / `python -m sandbox`: start the sandbox.
+
+Every flag can also come from an environment variable (for Docker and CI): `--port` from
+`LAYER_SANDBOX_PORT`, and so on; a flag wins over its variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from sandbox.config import DEFAULT_PORT, DEFAULT_SEED, Config
+from sandbox.resources import DEFAULT_FIXTURE, SPEC_PATH
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+def _announce(config: Config, port: int, app) -> None:
+    shown_host = f"[{config.host}]" if ":" in config.host else config.host
+    token = "only the configured --token" if config.token else "any bearer token"
+    lines = [
+        f"layer-sandbox listening on http://{shown_host}:{port} (seed {config.seed}, accepts {token})",
+        f"  health: http://{shown_host}:{port}/__sandbox/health   ids: http://{shown_host}:{port}/__sandbox/businesses",
+        "  seeded businesses:",
+    ]
+    for business in app.sandbox.store.businesses.values():
+        lines.append(f"    {business.id}  {business.name}")
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", envvar="LAYER_SANDBOX_HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 inside a container). [env LAYER_SANDBOX_HOST]")
+@click.option("--port", envvar="LAYER_SANDBOX_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+              show_default=True, help="Port to listen on; 0 picks a free one. [env LAYER_SANDBOX_PORT]")
+@click.option("--seed", envvar="LAYER_SANDBOX_SEED", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed of the generated data; the same seed gives the same data. [env LAYER_SANDBOX_SEED]")
+@click.option("--token", envvar="LAYER_SANDBOX_TOKEN", default=None,
+              help="Accept only this bearer token (default: any). [env LAYER_SANDBOX_TOKEN]")
+@click.option("--fixture", "fixture_path", envvar="LAYER_SANDBOX_FIXTURE", type=_FILE, default=DEFAULT_FIXTURE,
+              show_default=True, help="Fixture file saying what to seed. [env LAYER_SANDBOX_FIXTURE]")
+@click.option("--spec", "spec_path", envvar="LAYER_SANDBOX_SPEC", type=_FILE, default=SPEC_PATH,
+              show_default=True, help="The contract to serve and enforce. [env LAYER_SANDBOX_SPEC]")
+@click.version_option(package_name="layer-sandbox")
+@click.pass_context
+def main(ctx: click.Context, **options) -> None:
+    """A local, stateful sandbox of Layer's customer-credits API."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from sandbox.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Config(**options)
+    app = create_app(config)
+    sock = _listening_socket(config.host, config.port)
+    _announce(config, sock.getsockname()[1], app)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server.run(sockets=[sock])

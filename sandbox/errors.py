@@ -1,0 +1,92 @@
+"""The one error helper: every error the sandbox sends is Layer's `{"errors": [...]}` body.
+
+`ApiError` carries a status and one Layer error item (`type`, `description`, `error_enum`,
+optional `meta`). Store errors, request-contract failures, auth failures, connexion's and
+Flask's own HTTP errors and unexpected exceptions are all turned into one here, so that no
+RFC 7807 `problem+json` body or stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sandbox.store import InvalidInput, NotFound, RuleViolation, StoreError
+
+log = logging.getLogger("sandbox.errors")
+
+JSON = "application/json"
+
+# status -> (type, error_enum). `SpecifiedBadRequest` and `SpecifiedIdNotFound` are the values
+# Layer's SDK knows; the others are the sandbox's own (see README, "Errors").
+KINDS = {
+    400: ("InvalidRequest", "SpecifiedBadRequest"),
+    401: ("Unauthorized", "Unauthorized"),
+    404: ("NotFound", "SpecifiedIdNotFound"),
+    405: ("MethodNotAllowed", "MethodNotAllowed"),
+    415: ("UnsupportedMediaType", "UnsupportedMediaType"),
+    422: ("UnprocessableEntity", "SpecifiedBadRequest"),
+    500: ("InternalError", "SandboxInternalError"),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, description: str, meta: dict | None = None,
+                 headers: dict[str, str] | None = None, kind: tuple[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.meta = meta
+        self.headers = headers or {}
+        self.kind = kind or KINDS.get(status, ("Error", "Error"))
+
+    def body(self) -> dict:
+        error_type, error_enum = self.kind
+        item = {"type": error_type, "description": self.description, "error_enum": error_enum}
+        if self.meta:
+            item["meta"] = self.meta
+        return {"errors": [item]}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body(), separators=(",", ":")).encode()
+
+
+def bad_request(description: str, **meta) -> ApiError:
+    return ApiError(400, description, meta or None)
+
+
+def unauthorized(description: str) -> ApiError:
+    return ApiError(401, description, headers={"WWW-Authenticate": 'Bearer realm="layer-sandbox"'})
+
+
+def contract_violation(description: str, violations: list[str]) -> ApiError:
+    return ApiError(500, description, {"violations": violations},
+                    kind=("SandboxContractViolation", "SandboxContractViolation"))
+
+
+def internal_error(exc: BaseException) -> ApiError:
+    """A bug in the sandbox: logged with its traceback, reported without one."""
+    log.error("unhandled error in the sandbox", exc_info=exc)
+    return ApiError(500, f"The sandbox failed to handle this request ({type(exc).__name__}); "
+                         "see the sandbox's log")
+
+
+def from_store_error(exc: StoreError) -> ApiError:
+    meta = {"field": exc.field} if exc.field else {}
+    meta.update(exc.meta)
+    if isinstance(exc, NotFound):
+        return ApiError(404, exc.message, meta or None)
+    if isinstance(exc, RuleViolation):
+        return ApiError(422, exc.message, meta or None)
+    if isinstance(exc, InvalidInput):
+        return ApiError(400, exc.message, meta or None)
+    return ApiError(400, exc.message, meta or None)
+
+
+def from_http_status(status: int, detail: str | None = None) -> ApiError:
+    """An error for routing-level failures (unknown path, wrong method, ...)."""
+    descriptions = {
+        404: "No such route. The customer-credit routes live under /v1/businesses/{businessId}/invoices/customer-credits; the sandbox's own under /__sandbox/",
+        405: "This route does not take that method",
+    }
+    return ApiError(status, descriptions.get(status) or detail or "Request failed")

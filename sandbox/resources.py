@@ -1,0 +1,21 @@
+"""Where the contract and the fixtures live, installed or in a checkout.
+
+The wheel carries `openapi.yaml` and `fixtures/` inside the package (see pyproject.toml); a
+source checkout or an editable install finds them at the repository root instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _resource(name: str) -> Path:
+    packaged = _PACKAGE / name
+    return packaged if packaged.exists() else _PACKAGE.parent / name
+
+
+SPEC_PATH = _resource("openapi.yaml")
+FIXTURES_DIR = _resource("fixtures")
+DEFAULT_FIXTURE = FIXTURES_DIR / "default.yaml"

@@ -1,0 +1,472 @@
+"""The in-memory store and the business rules of customer credits.
+
+This is the sandbox's backend in moto's sense: plain Python, no HTTP and no connexion. Handlers
+hand it the parsed request fields (named as in Layer's API) and get model objects back; every
+rule violation is raised as a `StoreError` that names the field concerned, and the HTTP layer
+(`sandbox.errors`) decides the status. Each write checks every rule before it changes anything,
+so a rejected request never leaves a half-applied change.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from sandbox.models import (
+    Allocation,
+    Business,
+    Customer,
+    CustomerCredit,
+    LedgerAccount,
+    LineItem,
+    Tag,
+)
+from sandbox.pagination import CreditIndexes, InvalidCursor, Page, paginate
+from sandbox.timestamps import format_timestamp, normalize_timestamp
+
+METADATA_LIMIT_BYTES = 1024
+INT64_MAX = 2**63 - 1
+
+
+class StoreError(Exception):
+    """A request the store refuses; `field` names the offending input where there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None, **meta: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.meta = meta
+
+
+class NotFound(StoreError):
+    """A business, credit, customer, invoice or ledger account that does not exist here."""
+
+
+class RuleViolation(StoreError):
+    """A well-formed request that breaks one of Layer's business rules."""
+
+
+class InvalidInput(StoreError):
+    """An input the store cannot interpret (for example a cursor it did not issue)."""
+
+
+class IdSource:
+    """Every id the store hands out comes from one seeded generator, so runs repeat exactly."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def new(self) -> str:
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditFilters:
+    """List filters; `None` means "no constraint". Timestamps are fixed-width UTC strings."""
+
+    customer_id: str | None = None
+    sent_at_start: str | None = None
+    sent_at_end: str | None = None
+    reference_numbers: frozenset[str] | None = None
+    memo: str | None = None
+    memo_contains: str | None = None
+
+    def predicate(self) -> Callable[[CustomerCredit], bool] | None:
+        """A test for the filters other than the customer (which picks an index instead)."""
+        checks: list[Callable[[CustomerCredit], bool]] = []
+        if self.sent_at_start is not None:
+            start = self.sent_at_start
+            checks.append(lambda c: c.sent_at is not None and c.sent_at >= start)
+        if self.sent_at_end is not None:
+            end = self.sent_at_end
+            checks.append(lambda c: c.sent_at is not None and c.sent_at < end)
+        if self.reference_numbers is not None:
+            wanted = self.reference_numbers
+            checks.append(lambda c: c.reference_number in wanted)
+        if self.memo is not None:
+            memo = self.memo
+            checks.append(lambda c: c.memo == memo)
+        if self.memo_contains is not None:
+            needle = self.memo_contains.casefold()
+            checks.append(lambda c: c.memo is not None and needle in c.memo.casefold())
+        if not checks:
+            return None
+        return lambda credit: all(check(credit) for check in checks)
+
+
+class Store:
+    """All businesses of one sandbox state, guarded by one lock."""
+
+    def __init__(
+        self,
+        businesses: Iterable[Business],
+        ids: IdSource,
+        clock: Callable[[], datetime] = system_clock,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.ids = ids
+        self.clock = clock
+        self.businesses: dict[str, Business] = {b.id: b for b in businesses}
+        self._indexes: dict[str, CreditIndexes] = {}
+        self._external_ids: dict[str, dict[str, str]] = {}
+        for business in self.businesses.values():
+            self._indexes[business.id] = CreditIndexes()
+            self._external_ids[business.id] = {}
+            for invoice in business.invoices.values():
+                invoice.credited_amount = 0
+            for credit in business.credits.values():
+                if not credit.is_deleted:
+                    self._index(business, credit)
+
+    # ----------------------------------------------------------------------------- reads
+
+    def business(self, business_id: str) -> Business:
+        business = self.businesses.get(business_id)
+        if business is None:
+            raise NotFound(f"Business {business_id} not found", field="businessId",
+                           resource="business", id=business_id)
+        return business
+
+    def credit(self, business_id: str, credit_id: str) -> CustomerCredit:
+        """A live credit of this business; deleted ones and other businesses' ones are 'not found'."""
+        with self.lock:
+            business = self.business(business_id)
+            credit = business.credits.get(credit_id)
+            if credit is None or credit.is_deleted:
+                raise NotFound(f"Customer credit {credit_id} not found", field="customerCreditId",
+                               resource="customer_credit", id=credit_id)
+            return credit
+
+    def list_credits(
+        self,
+        business_id: str,
+        filters: CreditFilters,
+        *,
+        sort_by: str = "created_at",
+        sort_order: str = "ASC",
+        limit: int = 100,
+        cursor: str | None = None,
+        with_total: bool = False,
+    ) -> Page:
+        with self.lock:
+            business = self.business(business_id)
+            if filters.customer_id is not None and filters.customer_id not in business.customers:
+                raise NotFound(f"Customer {filters.customer_id} not found", field="customer_id",
+                               resource="customer", id=filters.customer_id)
+            try:
+                return paginate(
+                    self._indexes[business_id],
+                    business.credits,
+                    sort_by=sort_by,
+                    sort_order=sort_order,
+                    limit=limit,
+                    cursor=cursor,
+                    customer_id=filters.customer_id,
+                    matches=filters.predicate(),
+                    with_total=with_total,
+                )
+            except InvalidCursor as exc:
+                raise InvalidInput(f"cursor {exc}", field="cursor") from None
+
+    # ----------------------------------------------------------------------------- writes
+
+    def create_credit(self, business_id: str, params: dict) -> tuple[CustomerCredit, bool]:
+        """Create a credit, or update the live one with the same `external_id` (Layer's upsert).
+
+        Returns the credit and whether it was created.
+        """
+        with self.lock:
+            business = self.business(business_id)
+            external_id = params.get("external_id")
+            existing_id = self._external_ids[business_id].get(external_id) if external_id else None
+            if existing_id is not None:
+                return self._update(business, business.credits[existing_id], params), False
+            return self._create(business, params), True
+
+    def update_credit(self, business_id: str, credit_id: str, params: dict) -> CustomerCredit:
+        with self.lock:
+            credit = self.credit(business_id, credit_id)
+            return self._update(self.businesses[business_id], credit, params)
+
+    def delete_credit(self, business_id: str, credit_id: str) -> CustomerCredit:
+        """Soft delete: stamp `deleted_at`, free its allocations, drop it from lists."""
+        with self.lock:
+            credit = self.credit(business_id, credit_id)
+            business = self.businesses[business_id]
+            self._unindex(business, credit)
+            now = self._now()
+            credit.deleted_at = now
+            credit.updated_at = now
+            return credit
+
+    # ----------------------------------------------------------------------------- rules
+
+    def _create(self, business: Business, params: dict) -> CustomerCredit:
+        customer = self._resolve_customer(business, params, current=None)
+        credit_id = self.ids.new()
+        lines = self._build_lines(business, params["line_items"])
+        allocations = self._build_allocations(
+            business, credit_id, params.get("allocations") or [], customer, lines, own=()
+        )
+        self._check_metadata(params.get("metadata"), "metadata")
+        sent_at = self._timestamp(params.get("sent_at"), "sent_at")
+        # Every rule holds: from here on nothing can fail.
+        self._tag_lines(business, lines, params["line_items"])
+        tags = self._build_tags(business, params.get("tags") or [])
+        now = self._now()
+        credit = CustomerCredit(
+            id=credit_id,
+            business_id=business.id,
+            customer=customer,
+            line_items=lines,
+            created_at=now,
+            updated_at=now,
+            external_id=params.get("external_id"),
+            sent_at=sent_at,
+            allocations=allocations,
+            transaction_tags=tags,
+            memo=params.get("memo"),
+            metadata=params.get("metadata"),
+            reference_number=params.get("reference_number"),
+        )
+        business.credits[credit.id] = credit
+        self._index(business, credit)
+        return credit
+
+    def _update(self, business: Business, credit: CustomerCredit, params: dict) -> CustomerCredit:
+        # Work out every new value first; assign only when all rules hold.
+        changes: dict = {}
+        if "customer_id" in params or "customer_external_id" in params:
+            changes["customer"] = self._resolve_customer(business, params, current=credit.customer)
+        customer = changes.get("customer", credit.customer)
+        if "external_id" in params and params["external_id"] != credit.external_id:
+            owner = self._external_ids[business.id].get(params["external_id"])
+            if owner is not None and owner != credit.id:
+                raise RuleViolation(
+                    f"external_id {params['external_id']!r} is already used by customer credit {owner}",
+                    field="external_id",
+                )
+            changes["external_id"] = params["external_id"]
+        if "line_items" in params:
+            changes["line_items"] = self._build_lines(business, params["line_items"])
+        lines = changes.get("line_items", credit.line_items)
+        if "allocations" in params or "line_items" in params or "customer" in changes:
+            requested = (
+                params["allocations"]
+                if "allocations" in params
+                else [{"invoice_id": a.invoice_id, "amount": a.amount} for a in credit.allocations]
+            )
+            changes["allocations"] = self._build_allocations(
+                business, credit.id, requested or [], customer, lines, own=credit.allocations,
+                field="allocations" if "allocations" in params else "line_items",
+            )
+        if "metadata" in params:
+            self._check_metadata(params["metadata"], "metadata")
+            changes["metadata"] = params["metadata"]
+        if "sent_at" in params:
+            changes["sent_at"] = self._timestamp(params["sent_at"], "sent_at")
+        for name in ("memo", "reference_number"):
+            if name in params:
+                changes[name] = params[name]
+        if not params:
+            return credit
+        # Every rule holds: from here on nothing can fail.
+        if "line_items" in changes:
+            self._tag_lines(business, changes["line_items"], params["line_items"])
+        if "tags" in params:
+            changes["transaction_tags"] = self._build_tags(business, params["tags"] or [])
+        self._unindex(business, credit)
+        if "allocations" in changes:
+            # Keep the ids of allocations whose invoice did not change, as Layer keeps rows.
+            previous = {a.invoice_id: a.id for a in credit.allocations}
+            for allocation in changes["allocations"]:
+                allocation.id = previous.pop(allocation.invoice_id, allocation.id)
+        for name, value in changes.items():
+            setattr(credit, name, value)
+        credit.updated_at = self._now()
+        self._index(business, credit)
+        return credit
+
+    def _resolve_customer(self, business: Business, params: dict, current: Customer | None) -> Customer:
+        by_id = params.get("customer_id")
+        by_external = params.get("customer_external_id")
+        if by_id is None and by_external is None:
+            if current is not None:
+                return current
+            raise RuleViolation("customer_id or customer_external_id is required", field="customer_id")
+        customer = None
+        if by_id is not None:
+            customer = business.customers.get(by_id)
+            if customer is None:
+                raise NotFound(f"Customer {by_id} not found", field="customer_id",
+                               resource="customer", id=by_id)
+        if by_external is not None:
+            match = business.customer_by_external_id(by_external)
+            if match is None:
+                raise NotFound(f"Customer with external_id {by_external!r} not found",
+                               field="customer_external_id", resource="customer")
+            if customer is not None and customer is not match:
+                raise RuleViolation(
+                    "customer_id and customer_external_id name different customers",
+                    field="customer_external_id",
+                )
+            customer = match
+        return customer
+
+    def _resolve_account(self, business: Business, identifier: dict, field: str) -> LedgerAccount:
+        if identifier["type"] == "AccountId":
+            account = business.ledger_accounts.get(identifier["id"])
+            if account is None:
+                raise NotFound(f"Ledger account {identifier['id']} not found", field=field,
+                               resource="ledger_account", id=identifier["id"])
+            return account
+        account = business.account_by_stable_name(identifier["stable_name"])
+        if account is None:
+            raise NotFound(
+                f"No ledger account with stable name {identifier['stable_name']!r} in this business",
+                field=field, resource="ledger_account",
+            )
+        return account
+
+    def _build_lines(self, business: Business, requested: list[dict]) -> list[LineItem]:
+        lines = []
+        for position, line in enumerate(requested):
+            where = f"line_items[{position}]"
+            self._check_metadata(line.get("metadata"), f"{where}.metadata")
+            lines.append(
+                LineItem(
+                    id=self.ids.new(),
+                    ledger_account=self._resolve_account(
+                        business, line["revenue_account_identifier"], f"{where}.revenue_account_identifier"
+                    ),
+                    amount=line["amount"],
+                    memo=line.get("memo"),
+                    metadata=line.get("metadata"),
+                    reference_number=line.get("reference_number"),
+                )
+            )
+        if sum(line.amount for line in lines) > INT64_MAX:
+            raise RuleViolation("the line items' total exceeds the int64 range", field="line_items")
+        return lines
+
+    def _build_allocations(
+        self,
+        business: Business,
+        credit_id: str,
+        requested: list[dict],
+        customer: Customer,
+        lines: list[LineItem],
+        own: Iterable[Allocation],
+        field: str = "allocations",
+    ) -> list[Allocation]:
+        """Allocations to open invoices of this customer, within the credit's total.
+
+        `own` are the credit's current allocations, whose amounts count as open again.
+        """
+        total = sum(line.amount for line in lines)
+        released: dict[str, int] = {}
+        for allocation in own:
+            released[allocation.invoice_id] = released.get(allocation.invoice_id, 0) + allocation.amount
+        per_invoice: dict[str, int] = {}
+        allocations = []
+        for position, item in enumerate(requested):
+            where = f"allocations[{position}].invoice_id"
+            invoice = business.invoices.get(item["invoice_id"])
+            if invoice is None:
+                raise NotFound(f"Invoice {item['invoice_id']} not found", field=where,
+                               resource="invoice", id=item["invoice_id"])
+            if invoice.customer_id != customer.id:
+                raise RuleViolation(
+                    f"Invoice {invoice.id} belongs to another customer than the credit's", field=where
+                )
+            per_invoice[invoice.id] = per_invoice.get(invoice.id, 0) + item["amount"]
+            open_amount = invoice.outstanding_balance + released.get(invoice.id, 0)
+            if per_invoice[invoice.id] > open_amount:
+                raise RuleViolation(
+                    f"Allocations to invoice {invoice.id} ({per_invoice[invoice.id]}) exceed its "
+                    f"outstanding balance ({open_amount})",
+                    field=f"allocations[{position}].amount",
+                )
+            allocations.append(Allocation(self.ids.new(), credit_id, invoice.id, item["amount"]))
+        allocated = sum(per_invoice.values())
+        if allocated > total:
+            raise RuleViolation(
+                f"Allocations total {allocated} exceeds the credit's total {total}", field=field
+            )
+        return allocations
+
+    def _tag_lines(self, business: Business, lines: list[LineItem], requested: list[dict]) -> None:
+        for line, item in zip(lines, requested):
+            line.transaction_tags = self._build_tags(business, item.get("tags") or [])
+
+    def _build_tags(self, business: Business, requested: list[dict]) -> list[Tag]:
+        """Tags for the requested key/value pairs; a new key or value gets its dimension or
+        definition id on first use, as Layer creates tag dimensions and values on the fly."""
+        tags = []
+        for item in requested:
+            key, value = item["key"], item["value"]
+            dimension_id = business.tag_dimensions.get(key)
+            if dimension_id is None:
+                dimension_id = business.tag_dimensions[key] = self.ids.new()
+            definition_id = business.tag_definitions.get((key, value))
+            if definition_id is None:
+                definition_id = business.tag_definitions[(key, value)] = self.ids.new()
+            tags.append(
+                Tag(
+                    id=self.ids.new(),
+                    key=key,
+                    value=value,
+                    dimension_id=dimension_id,
+                    definition_id=definition_id,
+                    dimension_display_name=item.get("dimension_display_name"),
+                    value_display_name=item.get("value_display_name"),
+                )
+            )
+        return tags
+
+    @staticmethod
+    def _check_metadata(metadata: dict | None, field: str) -> None:
+        if metadata is None:
+            return
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > METADATA_LIMIT_BYTES:
+            raise RuleViolation(
+                f"{field} is {size} bytes of JSON; the limit is {METADATA_LIMIT_BYTES}", field=field
+            )
+
+    # ----------------------------------------------------------------------------- bookkeeping
+
+    def _index(self, business: Business, credit: CustomerCredit) -> None:
+        self._indexes[business.id].add(credit)
+        if credit.external_id is not None:
+            self._external_ids[business.id][credit.external_id] = credit.id
+        for allocation in credit.allocations:
+            business.invoices[allocation.invoice_id].credited_amount += allocation.amount
+
+    def _unindex(self, business: Business, credit: CustomerCredit) -> None:
+        self._indexes[business.id].discard(credit.id)
+        if credit.external_id is not None:
+            self._external_ids[business.id].pop(credit.external_id, None)
+        for allocation in credit.allocations:
+            business.invoices[allocation.invoice_id].credited_amount -= allocation.amount
+
+    def _now(self) -> str:
+        return format_timestamp(self.clock())
+
+    @staticmethod
+    def _timestamp(value: str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_timestamp(value)
+        except ValueError:
+            raise InvalidInput(f"{field} {value!r} is not a valid date-time", field=field) from None
