@@ -20,8 +20,8 @@ from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import Resolver
+from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response as StarletteResponse
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from sandbox import control
@@ -59,13 +59,14 @@ def _install_flask_error_handlers(flask_app) -> None:
     flask_app.register_error_handler(Exception, lambda exc: _flask_response(internal_error(exc)))
 
 
-def _starlette_error(_request, exc) -> StarletteResponse:
+def _connexion_error(_request, exc) -> ConnexionResponse:
     """Errors raised above Flask (routing: unknown method, ...) become Layer errors too."""
     if isinstance(exc, StarletteHTTPException):
         error = from_http_status(exc.status_code, exc.detail)
     else:
         error = internal_error(exc)
-    return StarletteResponse(error.encode(), status_code=error.status, media_type=JSON, headers=error.headers)
+    return ConnexionResponse(status_code=error.status, mimetype=JSON, body=error.encode(),
+                             headers=dict(error.headers))
 
 
 def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> connexion.FlaskApp:
@@ -99,7 +100,7 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
     app.add_api(spec, resolver=Resolver(function_resolver=resolve))
     _install_flask_error_handlers(app.app)
     app.app.register_blueprint(control.blueprint(sandbox))
-    app.add_error_handler(StarletteHTTPException, _starlette_error)
-    app.add_error_handler(Exception, _starlette_error)
+    app.add_error_handler(StarletteHTTPException, _connexion_error)
+    app.add_error_handler(Exception, _connexion_error)
     app.sandbox = sandbox
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -67,9 +68,12 @@ def main(ctx: click.Context, **options) -> None:
         return
     import uvicorn
 
+    # connexion imports starlette's test client, which warns when httpx (a test extra) is present.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from sandbox.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("connexion").setLevel(logging.WARNING)
     config = Config(**options)
     app = create_app(config)
     sock = _listening_socket(config.host, config.port)

@@ -26,10 +26,9 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
 from openapi_core.validation.request.exceptions import (
-    InvalidParameter,
-    InvalidRequestBody,
     MissingRequestBodyError,
     ParameterValidationError,
+    RequestBodyValidationError,
 )
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from werkzeug.datastructures import Headers, ImmutableMultiDict
@@ -70,18 +69,36 @@ class _Response:
         return (self.headers.get("content-type") or "").lower()
 
 
-def _schema_errors(exc: BaseException) -> list[str]:
-    """`field: message` for each JSON-schema error under an openapi-core exception."""
+def _field_name(path, name: str | None = None) -> str:
+    parts = list(path) + ([name] if name is not None else [])
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    return text or "(root)"
+
+
+def _named_fields(error) -> list[str]:
+    """The fields a JSON-schema error is about: the missing or unexpected ones when it names some."""
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [_field_name(error.absolute_path, name) for name in missing] or [_field_name(error.absolute_path)]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        extra = sorted(name for name in error.instance if name not in known)
+        return [_field_name(error.absolute_path, name) for name in extra] or [_field_name(error.absolute_path)]
+    return [_field_name(error.absolute_path)]
+
+
+def _schema_errors(exc: BaseException) -> list[tuple[str, str]]:
+    """`(field, message)` for each problem under an openapi-core exception."""
     cause = exc.__cause__
     while cause is not None and not isinstance(cause, InvalidSchemaValue):
         cause = cause.__cause__
     if cause is None:
-        return [str(exc.__cause__ or exc)]
-    lines = []
-    for error in cause.schema_errors:
-        location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        lines.append(f"{location.lstrip('.') or '(root)'}: {error.message}")
-    return lines
+        return [("(root)", str(exc.__cause__ or exc))]
+    return [(", ".join(_named_fields(error)), error.message) for error in cause.schema_errors]
+
+
+def _lines(problems: list[tuple[str, str]]) -> list[str]:
+    return [f"{field}: {message}" for field, message in problems]
 
 
 class Contract:
@@ -106,21 +123,26 @@ class Contract:
                                      "accepted; send application/json", {"location": "header",
                                                                           "field": "Content-Type"})
             if isinstance(error, ParameterValidationError):
-                details = _schema_errors(error) if isinstance(error, InvalidParameter) else [str(error)]
+                if isinstance(error.__cause__, InvalidSchemaValue):
+                    details = [message for _, message in _schema_errors(error)]
+                elif error.__cause__ is not None:  # could not even be cast to the parameter's type
+                    details = [f"{_raw_value(request, error)!r} is not a valid value for this parameter"]
+                else:
+                    details = [str(error)]
                 return bad_request(
                     f"Invalid {error.location} parameter {error.name!r}: {'; '.join(details)}",
                     location=error.location, field=error.name, violations=details,
                 )
             if isinstance(error, MissingRequestBodyError):
-                return bad_request("A JSON request body is required", location="body")
-            if isinstance(error, InvalidRequestBody):
-                details = _schema_errors(error)
-                if error.__cause__ is not None and not isinstance(error.__cause__, InvalidSchemaValue):
-                    details = [f"(root): the body is not valid JSON ({error.__cause__})"]
-                field = details[0].split(":", 1)[0]
+                return bad_request("A JSON request body is required", location="body", field="(root)")
+            if isinstance(error, RequestBodyValidationError):
+                if isinstance(error.__cause__, InvalidSchemaValue):
+                    problems = _schema_errors(error)
+                else:
+                    problems = [("(root)", "the body is not valid JSON")]
                 return bad_request(
-                    f"Invalid request body: {'; '.join(details)}",
-                    location="body", field=field, violations=details,
+                    f"Invalid request body: {'; '.join(_lines(problems))}",
+                    location="body", field=problems[0][0], violations=_lines(problems),
                 )
             return bad_request(f"The request breaks the contract: {error}")
         return None
@@ -128,11 +150,19 @@ class Contract:
     def response_violations(self, request: _Request, response: _Response) -> list[str]:
         violations = []
         for error in self._responses.iter_errors(request, response):
-            if error.__cause__ is not None and isinstance(error.__cause__, InvalidSchemaValue):
-                violations.extend(f"response body {line}" for line in _schema_errors(error))
+            if isinstance(error.__cause__, InvalidSchemaValue):
+                violations.extend(f"response body {line}" for line in _lines(_schema_errors(error)))
             else:
                 violations.append(str(error) or type(error).__name__)
         return violations
+
+
+def _raw_value(request: _Request, error: ParameterValidationError) -> str | None:
+    if error.location == "query":
+        return request.parameters.query.get(error.name)
+    if error.location == "header":
+        return request.parameters.header.get(error.name)
+    return None
 
 
 class BearerAuth:

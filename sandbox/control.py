@@ -52,6 +52,7 @@ def business_summary(business) -> dict:
             for a in business.ledger_accounts.values()
         ],
         "customer_credits": sum(1 for c in business.credits.values() if not c.is_deleted),
+        "deleted_customer_credits": sum(1 for c in business.credits.values() if c.is_deleted),
     }
 
 

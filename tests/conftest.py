@@ -1,0 +1,47 @@
+"""Shared fixtures: one sandbox process for the session, reset before every test that uses it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from support import CREDITS, Checked, ContractCheck, SandboxProcess, checking_client
+
+
+@pytest.fixture(scope="session")
+def check() -> ContractCheck:
+    return ContractCheck.ours()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    process = SandboxProcess(tmp_path_factory.mktemp("sandbox"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def api(sandbox, check):
+    """A client on the shared sandbox, freshly reset to the default seed."""
+    reset = httpx.post(f"{sandbox.base_url}/__sandbox/reset", json={})
+    assert reset.status_code == 200, reset.text
+    with checking_client(sandbox.base_url, check) as client:
+        yield client
+
+
+@pytest.fixture
+def world(api):
+    """The seeded businesses as `/__sandbox/businesses` lists them."""
+    return api.get("/__sandbox/businesses").json()["data"]
+
+
+@pytest.fixture
+def business(world):
+    return world[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"contract: {Checked.checked} /v1 responses passed both the sandbox's own validation and "
+        f"openapi-core in the test process; {Checked.violations_expected} deliberate violations seen"
+    )
