@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from sandbox import control
 from sandbox.config import Config
-from sandbox.contract import BearerAuth, Contract, ContractMiddleware
+from sandbox.contract import BearerAuth, Contract, ContractMiddleware, UncheckedMarker
 from sandbox.errors import JSON, ApiError, from_http_status, from_store_error, internal_error
 from sandbox.handlers import CreditHandlers
 from sandbox.runtime import Sandbox
@@ -83,6 +83,7 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
             raise LookupError(f"openapi.yaml has operation {operation_id!r} but the sandbox has no handler for it") from None
 
     middlewares = [
+        UncheckedMarker,
         ServerErrorMiddleware,
         ExceptionMiddleware,
         SwaggerUIMiddleware,

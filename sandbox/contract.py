@@ -268,6 +268,31 @@ class ContractMiddleware:
         return _Response(start.get("status", 500), headers, b"".join(chunks))
 
 
+class UncheckedMarker:
+    """Outermost ASGI middleware: a response that no operation of the contract produced (control
+    routes, unknown paths, wrong methods) says so in `X-Sandbox-Contract`, so that every
+    response carries the header."""
+
+    UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def mark(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
+                    message = {**message, "headers": headers + [self.UNCHECKED]}
+            await send(message)
+
+        await self.app(scope, receive, mark)
+
+
 def _error_response(error: ApiError) -> _Response:
     headers = Headers({"content-type": JSON, **error.headers})
     return _Response(error.status, headers, error.encode())

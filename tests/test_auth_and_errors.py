@@ -1,0 +1,121 @@
+"""Bearer auth, Layer-shaped errors everywhere, and loud failure of contract-breaking responses."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import yaml
+
+from support import SPEC_PATH, SandboxProcess, checking_client, credits_path
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer  ,", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a b", "Bearer \u00e9"])
+def test_missing_or_malformed_authorization_is_401(sandbox, check, business, header):
+    headers = {} if header is None else {"Authorization": header.encode("utf-8")}
+    with checking_client(sandbox.base_url, check, headers=headers) as client:
+        for method, path in [("GET", credits_path(business["id"])),
+                             ("POST", credits_path(business["id"])),
+                             ("GET", credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a")),
+                             ("PATCH", credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a")),
+                             ("DELETE", credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a"))]:
+            response = client.request(method, path, json={} if method in ("POST", "PATCH") else None)
+            assert response.status_code == 401, (method, header)
+            [error] = response.json()["errors"]
+            assert error["type"] == "Unauthorized" and error["error_enum"] == "Unauthorized"
+            assert "Authorization" in error["description"] or "token" in error["description"]
+            assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_auth_is_checked_before_the_request(sandbox, check):
+    # An invalid business id without a token: the client learns about the token first.
+    with checking_client(sandbox.base_url, check, headers={}) as client:
+        assert client.get(credits_path("not-a-uuid")).status_code == 401
+
+
+def test_any_token_is_accepted_by_default(sandbox, check, business):
+    for token in ("a", "eyJhbGciOiJIUzI1NiJ9.e30.x", "sk_test_123-._~+/=="):
+        with checking_client(sandbox.base_url, check, headers={"Authorization": f"bearer {token}"}) as client:
+            assert client.get(credits_path(business["id"])).status_code == 200
+
+
+def test_with_token_flag_only_that_token_is_valid(tmp_path, check):
+    server = SandboxProcess(tmp_path, "--token", "s3cret")
+    try:
+        business = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]
+        path = credits_path(business["id"])
+        with checking_client(server.base_url, check, headers={"Authorization": "Bearer s3cret"}) as good:
+            assert good.get(path).status_code == 200
+        for token in ("s3cret2", "S3CRET", "other"):
+            with checking_client(server.base_url, check, headers={"Authorization": f"Bearer {token}"}) as bad:
+                response = bad.get(path)
+                assert response.status_code == 401
+                assert "not valid" in response.json()["errors"][0]["description"]
+    finally:
+        server.stop()
+    assert "accepts only the configured --token" in server.stdout
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/nothing-here", 404),
+    ("GET", "/v1/businesses", 404),
+    ("PUT", "/v1/businesses/3c90c3cc-0d44-4b50-8888-8dd25736052a/invoices/customer-credits", 405),
+    ("POST", "/v1/businesses/3c90c3cc-0d44-4b50-8888-8dd25736052a/invoices/customer-credits/3c90c3cc-0d44-4b50-8888-8dd25736052a", 405),
+    ("DELETE", "/__sandbox/health", 405),
+    ("GET", "/__sandbox/nothing", 404),
+])
+def test_routing_errors_are_layer_errors_not_problem_json(api, method, path, status):
+    response = api.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    [error] = response.json()["errors"]
+    assert set(error) >= {"type", "description", "error_enum"}
+    assert "Traceback" not in response.text
+
+
+def test_bad_reset_body_is_a_layer_error(api):
+    response = api.post("/__sandbox/reset", json={"seed": "seven"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["meta"]["field"] == "seed"
+
+
+def test_every_error_status_is_declared_on_every_operation():
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            assert {"400", "401", "404", "500"} <= declared, (method, path)
+            if "requestBody" in operation:
+                assert {"415", "422"} <= declared, (method, path)
+
+
+def test_a_response_that_would_break_the_contract_is_a_loud_500(tmp_path, business):
+    """Serve a contract that demands a field the sandbox does not send: the client must get a
+    500 Layer error naming the violation, and the sandbox must log it."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    credit = spec["components"]["schemas"]["ApiCustomerCredit"]
+    credit["properties"]["voided_at"] = {"type": "string", "format": "date-time"}
+    credit["required"].append("voided_at")
+    spec["components"]["schemas"]["ApiCustomerData"]["properties"]["status"]["enum"] = ["ACTIVE_ONLY"]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(spec, sort_keys=False))
+    server = SandboxProcess(tmp_path, "--spec", str(strict))
+    try:
+        business_id = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]["id"]
+        response = httpx.get(server.base_url + credits_path(business_id), params={"limit": 1},
+                             headers={"Authorization": "Bearer t"})
+        assert response.status_code == 500
+        assert response.headers["x-sandbox-contract"] == "request=pass; response=fail"
+        [error] = response.json()["errors"]
+        assert error["type"] == "SandboxContractViolation"
+        assert "voided_at" in error["description"] and "ACTIVE_ONLY" in error["description"]
+        assert any("voided_at" in v for v in error["meta"]["violations"])
+        # Errors are checked too: a 404 body still passes, so it is sent as it is.
+        missing = httpx.get(server.base_url + credits_path(business_id, "3c90c3cc-0d44-4b50-8888-8dd25736052a"),
+                            headers={"Authorization": "Bearer t"})
+        assert missing.status_code == 404
+        assert missing.headers["x-sandbox-contract"] == "request=pass; response=pass"
+    finally:
+        server.stop()
+    assert "contract violation" in server.stderr and "voided_at" in server.stderr
