@@ -99,6 +99,9 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
         pythonic_params=True,
     )
     app.add_api(spec, resolver=Resolver(function_resolver=resolve))
+    # Control routes keep the key order they build, compact, as the API responses do.
+    app.app.json.sort_keys = False
+    app.app.json.compact = True
     _install_flask_error_handlers(app.app)
     app.app.register_blueprint(control.blueprint(sandbox))
     app.add_error_handler(StarletteHTTPException, _connexion_error)

@@ -1,0 +1,31 @@
+# layer-sandbox as a container: the same console script as the README, configured by environment.
+#   docker build -t layer-sandbox .
+#   docker run --rm -p 8088:8088 layer-sandbox            (any bearer token)
+#   docker run --rm -p 8088:8088 -e LAYER_SANDBOX_TOKEN=t -e LAYER_SANDBOX_SEED=7 layer-sandbox
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /build
+COPY pyproject.toml README.md openapi.yaml ./
+COPY sandbox ./sandbox
+COPY fixtures ./fixtures
+# A regular (not editable) install: the wheel carries openapi.yaml and fixtures/.
+RUN pip install --no-cache-dir . \
+    && rm -rf /build \
+    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin sandbox
+
+WORKDIR /
+USER 10001:10001
+
+ENV LAYER_SANDBOX_HOST=0.0.0.0 \
+    LAYER_SANDBOX_PORT=8088
+EXPOSE 8088
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/__sandbox/health' % os.environ.get('LAYER_SANDBOX_PORT', '8088'), timeout=2)"]
+
+ENTRYPOINT ["layer-sandbox"]

@@ -1,0 +1,66 @@
+"""The wheel carries the contract and the fixtures; the Dockerfile is right by construction."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [built] = out.glob("layer_sandbox-*.whl")
+    with zipfile.ZipFile(built) as archive:
+        yield archive
+
+
+def test_wheel_carries_openapi_yaml_and_fixtures(wheel):
+    names = set(wheel.namelist())
+    assert "sandbox/openapi.yaml" in names
+    assert wheel.read("sandbox/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
+    for fixture in (ROOT / "fixtures").glob("*.yaml"):
+        assert f"sandbox/fixtures/{fixture.name}" in names, fixture.name
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "layer-sandbox = sandbox.cli:main" in wheel.read(entry_points).decode()
+
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_is_pinned_slim_non_root_and_healthchecked():
+    base = re.search(r"^FROM (\S+)", DOCKERFILE, re.M).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    assert re.search(r"^USER (?!root|0\b)\S+", DOCKERFILE, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*__sandbox/health", DOCKERFILE, re.M)
+    assert re.search(r"^EXPOSE 8088", DOCKERFILE, re.M)
+    assert 'ENTRYPOINT ["layer-sandbox"]' in DOCKERFILE
+    assert "LAYER_SANDBOX_HOST=0.0.0.0" in DOCKERFILE and "LAYER_SANDBOX_PORT=8088" in DOCKERFILE
+
+
+def test_readme_and_ci_run_the_same_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"^(python3 -m venv .*)$", readme, re.M)
+    assert len(commands) >= 2, "the README opens with the two commands"
+    start, test = commands[0], commands[1]
+    assert "layer-sandbox" in start and "pytest" in test
+    assert test in ci
