@@ -71,21 +71,31 @@ class CreditHandlers:
             memo=memo,
             memo_contains=memo_contains,
         )
-        result = self.sandbox.store.list_credits(
-            business_id, filters, sort_by=sort_by, sort_order=sort_order, limit=limit,
-            cursor=cursor, with_total=show_total_count,
-        )
-        return envelope.page(result), 200
+        store = self.sandbox.store
+        with store.lock:  # shape the page before another request can change its credits
+            result = store.list_credits(
+                business_id, filters, sort_by=sort_by, sort_order=sort_order, limit=limit,
+                cursor=cursor, with_total=show_total_count,
+            )
+            return envelope.page(result), 200
 
     def create_credit(self, business_id: str, body: dict):
-        credit, created = self.sandbox.store.create_credit(business_id, body)
-        return envelope.item(credit), 201 if created else 200
+        store = self.sandbox.store
+        with store.lock:
+            credit, created = store.create_credit(business_id, body)
+            return envelope.item(credit), 201 if created else 200
 
     def fetch_credit(self, business_id: str, customer_credit_id: str):
-        return envelope.item(self.sandbox.store.credit(business_id, customer_credit_id)), 200
+        store = self.sandbox.store
+        with store.lock:
+            return envelope.item(store.credit(business_id, customer_credit_id)), 200
 
     def update_credit(self, business_id: str, customer_credit_id: str, body: dict):
-        return envelope.item(self.sandbox.store.update_credit(business_id, customer_credit_id, body)), 200
+        store = self.sandbox.store
+        with store.lock:
+            return envelope.item(store.update_credit(business_id, customer_credit_id, body)), 200
 
     def delete_credit(self, business_id: str, customer_credit_id: str):
-        return envelope.item(self.sandbox.store.delete_credit(business_id, customer_credit_id)), 200
+        store = self.sandbox.store
+        with store.lock:
+            return envelope.item(store.delete_credit(business_id, customer_credit_id)), 200
