@@ -6,8 +6,10 @@ both connexion (routing) and openapi-core (validation).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 from functools import partial
 
 import connexion
@@ -19,18 +21,26 @@ from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
+from starlette.middleware.cors import CORSMiddleware
 from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from sandbox import control
-from sandbox.config import Config
-from sandbox.contract import BearerAuth, Contract, ContractMiddleware, UncheckedMarker
+from sandbox import control, persistence
+from sandbox.config import LOCALHOST_ORIGINS, Config
+from sandbox.contract import BearerAuth, Contract
 from sandbox.errors import JSON, ApiError, from_http_status, from_store_error, internal_error
+from sandbox.forced import ResponseCatalog
 from sandbox.handlers import CreditHandlers
-from sandbox.runtime import Sandbox
+from sandbox.journal import Journal
+from sandbox.pipeline import CONTRACT_HEADER, Edge, Pipeline
+from sandbox.ratelimit import RateLimiter
+from sandbox.runtime import NAMESPACE_HEADER, Sandbox
 from sandbox.store import StoreError
+
+log = logging.getLogger("sandbox")
 
 try:
     _Loader = yaml.CSafeLoader
@@ -69,12 +79,46 @@ def _connexion_error(_request, exc) -> ConnexionResponse:
                              headers=dict(error.headers))
 
 
+class _Routing(RoutingMiddleware):
+    """connexion's routing without Starlette's trailing-slash redirect (a bodiless 307): a path
+    with a stray slash is a plain 404 Layer error like any other unknown path."""
+
+    def add_api(self, *args, **kwargs) -> None:
+        super().add_api(*args, **kwargs)
+        self.router.redirect_slashes = False
+        for route in self.router.routes:
+            if hasattr(getattr(route, "app", None), "redirect_slashes"):
+                route.app.redirect_slashes = False
+
+
+def _cors(config: Config):
+    """Starlette's CORS middleware: preflights answered, the sandbox's headers exposed."""
+    origins = {"allow_origins": list(config.cors_origins)} if config.cors_origins else {
+        "allow_origin_regex": LOCALHOST_ORIGINS}
+    return partial(
+        CORSMiddleware,
+        **origins,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Prefer", NAMESPACE_HEADER],
+        expose_headers=[CONTRACT_HEADER, "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                        "X-RateLimit-Reset", "Retry-After"],
+        max_age=600,
+    )
+
+
+def save_state(sandbox: Sandbox) -> int:
+    """Write every namespace to --state-file (atomically); the number of bytes written."""
+    namespaces = {name: ns.export() for name, ns in list(sandbox.namespaces.items())}
+    return persistence.save(sandbox.config.state_file, namespaces)
+
+
 def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> connexion.FlaskApp:
     sandbox = sandbox or Sandbox(config)
     spec = load_spec(config.spec_path)
     contract = Contract(copy.deepcopy(spec))
     handlers = CreditHandlers(sandbox)
     operations = handlers.operations
+    journal = Journal(config.journal_size)
 
     def resolve(operation_id: str):
         try:
@@ -82,28 +126,45 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
         except KeyError:
             raise LookupError(f"openapi.yaml has operation {operation_id!r} but the sandbox has no handler for it") from None
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if config.state_file is not None:  # SIGTERM / SIGINT end here, through uvicorn's shutdown
+            written = save_state(sandbox)
+            log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
+
     middlewares = [
-        UncheckedMarker,
+        _cors(config),
+        partial(Edge, journal=journal),
         ServerErrorMiddleware,
         ExceptionMiddleware,
         SwaggerUIMiddleware,
-        RoutingMiddleware,
-        partial(ContractMiddleware, contract=contract, auth=BearerAuth(config.token)),
+        _Routing,
+        partial(
+            Pipeline,
+            sandbox=sandbox,
+            contract=contract,
+            auth=BearerAuth(config.token),
+            catalog=ResponseCatalog(spec),
+            rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
+        ),
         LifespanMiddleware,
         ContextMiddleware,
     ]
     app = connexion.FlaskApp(
         __name__,
         middlewares=middlewares,
-        jsonifier=Jsonifier(json, separators=(",", ":")),
+        lifespan=lifespan,
+        jsonifier=Jsonifier(json, separators=(",", ":"), allow_nan=False),
         pythonic_params=True,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
     app.add_api(spec, resolver=Resolver(function_resolver=resolve))
     # Control routes keep the key order they build, compact, as the API responses do.
     app.app.json.sort_keys = False
     app.app.json.compact = True
     _install_flask_error_handlers(app.app)
-    app.app.register_blueprint(control.blueprint(sandbox))
+    app.app.register_blueprint(control.blueprint(sandbox, journal, save_state))
     app.add_error_handler(StarletteHTTPException, _connexion_error)
     app.add_error_handler(Exception, _connexion_error)
     app.sandbox = sandbox

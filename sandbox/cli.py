@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from sandbox.config import DEFAULT_PORT, DEFAULT_SEED, Config
-from sandbox.resources import DEFAULT_FIXTURE, SPEC_PATH
+from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
+from sandbox.seed import scenario_names
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -37,7 +38,8 @@ def _announce(config: Config, port: int, app) -> None:
     shown_host = f"[{config.host}]" if ":" in config.host else config.host
     token = "only the configured --token" if config.token else "any bearer token"
     lines = [
-        f"layer-sandbox listening on http://{shown_host}:{port} (seed {config.seed}, accepts {token})",
+        f"layer-sandbox listening on http://{shown_host}:{port} "
+        f"(scenario {app.sandbox.scenario.name}, seed {config.seed}, accepts {token})",
         f"  health: http://{shown_host}:{port}/__sandbox/health   ids: http://{shown_host}:{port}/__sandbox/businesses",
         "  seeded businesses:",
     ]
@@ -52,12 +54,32 @@ def _announce(config: Config, port: int, app) -> None:
               help="Address to listen on (0.0.0.0 inside a container). [env LAYER_SANDBOX_HOST]")
 @click.option("--port", envvar="LAYER_SANDBOX_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
               show_default=True, help="Port to listen on; 0 picks a free one. [env LAYER_SANDBOX_PORT]")
-@click.option("--seed", envvar="LAYER_SANDBOX_SEED", type=int, default=DEFAULT_SEED, show_default=True,
+@click.option("--seed", envvar="LAYER_SANDBOX_SEED", type=click.IntRange(0, 2**63 - 1), default=DEFAULT_SEED,
+              show_default=True,
               help="Seed of the generated data; the same seed gives the same data. [env LAYER_SANDBOX_SEED]")
 @click.option("--token", envvar="LAYER_SANDBOX_TOKEN", default=None,
               help="Accept only this bearer token (default: any). [env LAYER_SANDBOX_TOKEN]")
-@click.option("--fixture", "fixture_path", envvar="LAYER_SANDBOX_FIXTURE", type=_FILE, default=DEFAULT_FIXTURE,
-              show_default=True, help="Fixture file saying what to seed. [env LAYER_SANDBOX_FIXTURE]")
+@click.option("--scenario", envvar="LAYER_SANDBOX_SCENARIO", default=DEFAULT_SCENARIO, show_default=True,
+              help=f"What to seed: a scenario name ({', '.join(scenario_names())}) or a scenario file. "
+                   "[env LAYER_SANDBOX_SCENARIO]")
+@click.option("--clock", envvar="LAYER_SANDBOX_CLOCK", default=None,
+              help="system (default), frozen, frozen=2026-01-01T00:00:00Z or start=<time>: the clock that "
+                   "stamps created_at/updated_at/deleted_at. [env LAYER_SANDBOX_CLOCK]")
+@click.option("--state-file", envvar="LAYER_SANDBOX_STATE_FILE", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Load state from this file at start if it exists; save it there atomically "
+                                 "on SIGTERM/SIGINT and on POST /__sandbox/save. [env LAYER_SANDBOX_STATE_FILE]")
+@click.option("--cors-origin", "cors_origins", envvar="LAYER_SANDBOX_CORS_ORIGINS", multiple=True,
+              help="Origin allowed to call from a browser (repeatable; env: space-separated); default: any "
+                   "localhost origin. [env LAYER_SANDBOX_CORS_ORIGINS]")
+@click.option("--rate-limit", envvar="LAYER_SANDBOX_RATE_LIMIT", type=click.IntRange(1), default=None,
+              help="Apply Layer's rate limit: N requests per second per token (default: off). "
+                   "[env LAYER_SANDBOX_RATE_LIMIT]")
+@click.option("--journal-size", envvar="LAYER_SANDBOX_JOURNAL_SIZE", type=click.IntRange(0), default=1000,
+              show_default=True, help="How many recent requests GET /__sandbox/requests keeps. "
+                                      "[env LAYER_SANDBOX_JOURNAL_SIZE]")
+@click.option("--max-namespaces", envvar="LAYER_SANDBOX_MAX_NAMESPACES", type=click.IntRange(1), default=100,
+              show_default=True, help="How many X-Sandbox-Namespace namespaces may exist at once. "
+                                      "[env LAYER_SANDBOX_MAX_NAMESPACES]")
 @click.option("--spec", "spec_path", envvar="LAYER_SANDBOX_SPEC", type=_FILE, default=SPEC_PATH,
               show_default=True, help="The contract to serve and enforce. [env LAYER_SANDBOX_SPEC]")
 @click.version_option(package_name="layer-sandbox")
@@ -72,10 +94,20 @@ def main(ctx: click.Context, **options) -> None:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from sandbox.app import create_app
 
+    from sandbox.clock import Clock, ClockError
+    from sandbox.persistence import StateFileError
+    from sandbox.seed import ScenarioError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("connexion").setLevel(logging.WARNING)
+    options["cors_origins"] = tuple(o for value in options["cors_origins"] for o in value.split())
     config = Config(**options)
-    app = create_app(config)
+    try:
+        if config.clock:
+            Clock().configure(config.clock)
+        app = create_app(config)
+    except (ClockError, ScenarioError, StateFileError) as exc:
+        raise click.ClickException(str(exc)) from None
     sock = _listening_socket(config.host, config.port)
     _announce(config, sock.getsockname()[1], app)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.resources import DEFAULT_FIXTURE, SPEC_PATH
+from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
 
 DEFAULT_SEED = 1
 DEFAULT_PORT = 8088
+# Browsers on any localhost origin (any port, http or https) may call the sandbox by default.
+LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 
 
 @dataclass(frozen=True)
@@ -19,4 +21,14 @@ class Config:
     # None accepts any well-formed bearer token; a string accepts only that token.
     token: str | None = None
     spec_path: Path = SPEC_PATH
-    fixture_path: Path = DEFAULT_FIXTURE
+    # A scenario name from fixtures/scenarios/ or a path to a scenario file.
+    scenario: str = DEFAULT_SCENARIO
+    # `system`, `frozen`, `frozen=<ISO 8601>` or `start=<ISO 8601>`; None is the system clock.
+    clock: str | None = None
+    max_namespaces: int = 100
+    journal_size: int = 1000
+    state_file: Path | None = None
+    # Origins allowed by CORS; empty means any localhost origin.
+    cors_origins: tuple[str, ...] = ()
+    # Requests per second per token; None disables Layer's rate limit.
+    rate_limit: int | None = None

@@ -1,22 +1,15 @@
-"""The contract pipeline: every `/v1` call passes through here, in one ordered sequence.
+"""Contract checks with openapi-core, and Layer's bearer auth.
 
-For a request that connexion routed to an operation of `openapi.yaml`:
-
-1. read the whole body (validation needs it; the handler gets it replayed);
-2. authenticate the bearer token (401);
-3. validate the request against the contract with openapi-core (400 / 415 naming the field);
-4. run the handler (through connexion's Flask app) and buffer its response;
-5. validate that response with openapi-core, whichever step produced it; a response that breaks
-   the contract is logged and replaced by a 500 Layer error naming each violation;
-6. stamp `X-Sandbox-Contract` with both outcomes and send.
-
-The openapi-core validators are built once, when the app is built, never per request.
+`Contract` holds openapi-core's request and response validators for one `openapi.yaml`, built
+once when the app is built, and turns what they find into Layer errors that name the field.
+The order in which a request meets these checks is `sandbox.pipeline`'s business.
 """
 
 from __future__ import annotations
 
 import hmac
-import logging
+import json
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -33,16 +26,69 @@ from openapi_core.validation.request.exceptions import (
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-from sandbox.errors import JSON, ApiError, bad_request, contract_violation, unauthorized
+from sandbox.errors import ApiError, bad_request, unauthorized
 
-log = logging.getLogger("sandbox.contract")
-
-ROUTING_CONTEXT = "connexion_routing"
-CONTRACT_HEADER = "X-Sandbox-Contract"
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BOOLEANS = ("true", "false")
 
 
-class _Request:
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a JSON number")
+    return value
+
+
+def strict_json(data: bytes | str, **_parameters):
+    """JSON as RFC 8259 has it: no NaN or Infinity, no lone surrogates, bounded nesting.
+
+    Used by openapi-core for every request and response body, so what the sandbox accepts it can
+    also send back to a strict client (`JSON.parse`)."""
+    try:
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ValueError("it holds a lone UTF-16 surrogate, which is not Unicode text")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+def _query_parameters(spec: dict) -> dict[tuple[str, str], dict[str, str]]:
+    """(path, method) -> query parameter name -> schema type, from the spec."""
+    def resolve(node):
+        while "$ref" in node:
+            target = spec
+            for token in node["$ref"].lstrip("#/").split("/"):
+                target = target[token]
+            node = target
+        return node
+
+    found = {}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "operationId" in operation:
+                params = [resolve(p) for p in operation.get("parameters", [])]
+                found[operation["operationId"]] = {
+                    p["name"]: resolve(p.get("schema", {})).get("type", "string") for p in params if p["in"] == "query"
+                }
+    return found
+
+
+class ContractRequest:
     """An ASGI request as openapi-core's `Request` protocol wants it."""
 
     def __init__(self, scope: dict, headers: Headers, body: bytes) -> None:
@@ -57,7 +103,7 @@ class _Request:
 
 
 @dataclass
-class _Response:
+class ContractResponse:
     """A buffered response as openapi-core's `Response` protocol wants it."""
 
     status_code: int
@@ -110,13 +156,36 @@ class Contract:
     """
 
     def __init__(self, spec: dict) -> None:
-        self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(spec_validator_cls=None))
+        self.query_types = _query_parameters(spec)
+        self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(
+            spec_validator_cls=None,
+            extra_media_type_deserializers={"application/json": strict_json},
+        ))
         # Touch the cached validators now, so the first request pays nothing extra.
         self._requests = self.openapi.request_validator
         self._responses = self.openapi.response_validator
 
-    def request_error(self, request: _Request) -> ApiError | None:
+    def _query_error(self, request: ContractRequest, operation_id: str) -> ApiError | None:
+        """What openapi-core lets through but connexion would read differently: a parameter given
+        twice (one validator reads the first value, the other the last) and booleans spelled
+        other than true/false."""
+        types = self.query_types.get(operation_id, {})
+        query = request.parameters.query
+        for name in query:
+            values = query.getlist(name)
+            if name in types and len(values) > 1:
+                return bad_request(f"Query parameter {name!r} is given {len(values)} times; give it once",
+                                   location="query", field=name)
+            if types.get(name) == "boolean" and values[0].lower() not in _BOOLEANS:
+                return bad_request(f"Invalid query parameter {name!r}: {values[0]!r} is not true or false",
+                                   location="query", field=name)
+        return None
+
+    def request_error(self, request: ContractRequest, operation_id: str) -> ApiError | None:
         """The first way this request breaks the contract, as the error the client gets."""
+        query_error = self._query_error(request, operation_id)
+        if query_error is not None:
+            return query_error
         for error in self._requests.iter_errors(request):
             if isinstance(error, MediaTypeNotFound) or isinstance(error.__cause__, MediaTypeNotFound):
                 return ApiError(415, f"Content-Type {request.content_type or '(none)'!r} is not "
@@ -139,7 +208,8 @@ class Contract:
                 if isinstance(error.__cause__, InvalidSchemaValue):
                     problems = _schema_errors(error)
                 else:
-                    problems = [("(root)", "the body is not valid JSON")]
+                    reason = getattr(error.__cause__, "__context__", None)
+                    problems = [("(root)", "the body is not valid JSON" + (f": {reason}" if reason else ""))]
                 return bad_request(
                     f"Invalid request body: {'; '.join(_lines(problems))}",
                     location="body", field=problems[0][0], violations=_lines(problems),
@@ -147,7 +217,7 @@ class Contract:
             return bad_request(f"The request breaks the contract: {error}")
         return None
 
-    def response_violations(self, request: _Request, response: _Response) -> list[str]:
+    def response_violations(self, request: ContractRequest, response: ContractResponse) -> list[str]:
         violations = []
         for error in self._responses.iter_errors(request, response):
             if isinstance(error.__cause__, InvalidSchemaValue):
@@ -157,7 +227,7 @@ class Contract:
         return violations
 
 
-def _raw_value(request: _Request, error: ParameterValidationError) -> str | None:
+def _raw_value(request: ContractRequest, error: ParameterValidationError) -> str | None:
     if error.location == "query":
         return request.parameters.query.get(error.name)
     if error.location == "header":
@@ -171,6 +241,11 @@ class BearerAuth:
     def __init__(self, token: str | None) -> None:
         self.token = token
 
+    @staticmethod
+    def token_of(headers: Headers) -> str | None:
+        scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
     def check(self, headers: Headers) -> ApiError | None:
         header = headers.get("authorization")
         if header is None:
@@ -182,117 +257,3 @@ class BearerAuth:
         if self.token is not None and not hmac.compare_digest(token.encode(), self.token.encode()):
             return unauthorized("The bearer token is not valid for this sandbox")
         return None
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-class ContractMiddleware:
-    """ASGI middleware placed after connexion's routing; see the module docstring."""
-
-    def __init__(self, app, *, contract: Contract, auth: BearerAuth) -> None:
-        self.app = app
-        self.contract = contract
-        self.auth = auth
-
-    async def __call__(self, scope, receive, send) -> None:
-        operation_id = scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
-        if scope["type"] != "http" or operation_id is None:
-            await self.app(scope, receive, send)
-            return
-
-        body = await _read_body(receive)
-        headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]])
-        request = _Request(scope, headers, body)
-
-        error = self.auth.check(headers) or self.contract.request_error(request)
-        request_outcome = "fail" if error else "pass"
-        if error is None:
-            response = await self._call_handler(scope, receive, body)
-        else:
-            response = _error_response(error)
-
-        violations = self.contract.response_violations(request, response)
-        response_outcome = "fail" if violations else "pass"
-        if violations:
-            log.error(
-                "contract violation: %s %s -> %s would break openapi.yaml: %s",
-                scope["method"], scope["path"], response.status_code, "; ".join(violations),
-            )
-            response = _error_response(contract_violation(
-                f"The sandbox's {response.status_code} response to {operation_id} breaks "
-                f"openapi.yaml: {'; '.join(violations)}",
-                violations,
-            ))
-
-        response.headers[CONTRACT_HEADER] = f"request={request_outcome}; response={response_outcome}"
-        response.headers["content-length"] = str(len(response.data))
-        await send({
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()],
-        })
-        await send({"type": "http.response.body", "body": response.data})
-
-    async def _call_handler(self, scope, receive, body: bytes) -> _Response:
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def capture(message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, replay, capture)
-        headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])])
-        headers.pop("content-length", None)
-        return _Response(start.get("status", 500), headers, b"".join(chunks))
-
-
-class UncheckedMarker:
-    """Outermost ASGI middleware: a response that no operation of the contract produced (control
-    routes, unknown paths, wrong methods) says so in `X-Sandbox-Contract`, so that every
-    response carries the header."""
-
-    UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def mark(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
-                    message = {**message, "headers": headers + [self.UNCHECKED]}
-            await send(message)
-
-        await self.app(scope, receive, mark)
-
-
-def _error_response(error: ApiError) -> _Response:
-    headers = Headers({"content-type": JSON, **error.headers})
-    return _Response(error.status, headers, error.encode())

@@ -1,7 +1,8 @@
 """The sandbox's own control routes under `/__sandbox/`, outside openapi.yaml.
 
 They answer in Layer's envelope (`{"data": ...}` / `{"errors": [...]}`) like the API does, so a
-client needs one parser for both.
+client needs one parser for both. Routes that read or change state act on the namespace named
+by `X-Sandbox-Namespace` (`default` without it), never on another.
 """
 
 from __future__ import annotations
@@ -9,8 +10,14 @@ from __future__ import annotations
 import flask
 
 from sandbox import envelope
-from sandbox.errors import bad_request
-from sandbox.runtime import Sandbox
+from sandbox.clock import ClockError
+from sandbox.errors import ApiError, bad_request
+from sandbox.journal import Journal
+from sandbox.rules import DirectiveError
+from sandbox.runtime import NAMESPACE_HEADER, Namespace, NamespaceError, Sandbox
+from sandbox.seed import Scenario, ScenarioError, scenario_names
+from sandbox.snapshot import StateError
+from sandbox.timestamps import parse_timestamp
 
 
 def business_summary(business) -> dict:
@@ -56,28 +63,214 @@ def business_summary(business) -> dict:
     }
 
 
-def blueprint(sandbox: Sandbox) -> flask.Blueprint:
+def _json_object() -> dict:
+    """The request's JSON object body; no body counts as `{}`."""
+    if not flask.request.get_data(cache=True):
+        return {}
+    payload = flask.request.get_json(silent=True, force=True)
+    if not isinstance(payload, dict):
+        raise bad_request("The body must be a JSON object", location="body", field="(root)")
+    return payload
+
+
+def _seed_of(payload: dict) -> int | None:
+    seed = payload.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise bad_request("seed must be a non-negative integer", location="body", field="seed")
+    return seed
+
+
+def _scenario(name: str, field: str = "scenario") -> Scenario:
+    """A named scenario of fixtures/scenarios/ (files elsewhere only through --scenario)."""
+    if name not in scenario_names():
+        raise ApiError(404, f"No scenario {name!r}; known: {', '.join(scenario_names())}",
+                       {"field": field, "resource": "scenario"})
+    try:
+        return Scenario.load(name)
+    except ScenarioError as exc:
+        raise ApiError(500, str(exc)) from None
+
+
+def _int_arg(name: str) -> int | None:
+    value = flask.request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer", location="query", field=name) from None
+
+
+def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint:
     routes = flask.Blueprint("sandbox_control", __name__, url_prefix="/__sandbox")
+
+    def current() -> Namespace:
+        try:
+            return sandbox.namespace(flask.request.headers.get(NAMESPACE_HEADER))
+        except NamespaceError as exc:
+            raise bad_request(str(exc), location="header", field=NAMESPACE_HEADER) from None
+
+    def describe(namespace: Namespace) -> dict:
+        return {"namespace": namespace.name, "scenario": namespace.scenario.name, "seed": namespace.seed}
 
     @routes.get("/health")
     def health():
-        return envelope.data({"status": "ok", "seed": sandbox.seed})
+        namespace = sandbox.namespace(None)
+        return envelope.data({"status": "ok", **describe(namespace)})
 
     @routes.get("/businesses")
     def businesses():
-        store = sandbox.store
+        store = current().store
         with store.lock:
             return envelope.data([business_summary(b) for b in store.businesses.values()])
 
+    # ------------------------------------------------------------------ reset and scenarios
+
     @routes.post("/reset")
     def reset():
-        payload = flask.request.get_json(silent=True) if flask.request.data else {}
-        if not isinstance(payload, dict):
-            raise bad_request("The body must be a JSON object such as {\"seed\": 7}", location="body")
-        seed = payload.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise bad_request("seed must be an integer", location="body", field="seed")
-        sandbox.reset(seed)
-        return envelope.data({"status": "reset", "seed": sandbox.seed})
+        payload = _json_object()
+        namespace = current()
+        scenario = _scenario(payload["scenario"]) if isinstance(payload.get("scenario"), str) else None
+        if "scenario" in payload and scenario is None:
+            raise bad_request("scenario must be a scenario name", location="body", field="scenario")
+        namespace.reset(_seed_of(payload), scenario)
+        return envelope.data({"status": "reset", **describe(namespace)})
+
+    @routes.get("/scenarios")
+    def scenarios():
+        listed = []
+        for name in scenario_names():
+            scenario = Scenario.load(name)
+            listed.append({"name": name, "description": scenario.description,
+                           "businesses": len(scenario.businesses),
+                           "credits_per_business": [b["credits"] for b in scenario.businesses]})
+        return envelope.data(listed)
+
+    @routes.post("/scenarios/<name>")
+    def load_scenario(name: str):
+        scenario = _scenario(name, field="name")
+        namespace = current()
+        namespace.reset(_seed_of(_json_object()), scenario)
+        return envelope.data({"status": "loaded", **describe(namespace)})
+
+    # ------------------------------------------------------------------ state
+
+    @routes.get("/state")
+    def export_state():
+        return envelope.data(current().export())
+
+    @routes.put("/state")
+    def import_state():
+        payload = _json_object()
+        document = payload.get("data", payload)  # an export as GET returned it, or its `data`
+        namespace = current()
+        try:
+            namespace.load(document)
+        except StateError as exc:
+            raise bad_request(f"State not imported, nothing changed: {exc}", location="body",
+                              field="(root)", problems=exc.problems) from None
+        return envelope.data({"status": "imported", **describe(namespace)})
+
+    @routes.post("/save")
+    def save():
+        if sandbox.config.state_file is None:
+            raise ApiError(409, "No --state-file was given to this sandbox; nothing to save to",
+                           kind=("Conflict", "NoStateFile"))
+        written = save_state(sandbox)
+        return envelope.data({"status": "saved", "path": str(sandbox.config.state_file),
+                              "bytes": written, "namespaces": sorted(sandbox.namespaces)})
+
+    # ------------------------------------------------------------------ clock
+
+    @routes.get("/clock")
+    def get_clock():
+        return envelope.data(current().clock.describe())
+
+    @routes.post("/clock")
+    def set_clock():
+        payload = _json_object()
+        clock = current().clock
+        unknown = sorted(set(payload) - {"frozen_at", "start_at", "system", "advance_seconds", "freeze"})
+        if unknown:
+            raise bad_request(f"unknown clock fields: {', '.join(unknown)}", location="body", field=unknown[0])
+        try:
+            if payload.get("system"):
+                clock.use_system()
+            if "frozen_at" in payload:
+                clock.freeze(parse_timestamp(str(payload["frozen_at"])))
+            elif payload.get("freeze"):
+                clock.freeze()
+            if "start_at" in payload:
+                clock.run_from(parse_timestamp(str(payload["start_at"])))
+            if "advance_seconds" in payload:
+                step = payload["advance_seconds"]
+                if isinstance(step, bool) or not isinstance(step, (int, float)) or abs(step) > 10**10:
+                    raise bad_request("advance_seconds must be a number of seconds", location="body",
+                                      field="advance_seconds")
+                clock.advance(step)
+        except (ClockError, ValueError, OverflowError) as exc:
+            field = next((k for k in ("frozen_at", "start_at") if k in payload), "(root)")
+            raise bad_request(f"Clock not changed: {exc}", location="body", field=field) from None
+        return envelope.data(clock.describe())
+
+    # ------------------------------------------------------------------ rules
+
+    @routes.get("/rules")
+    def list_rules():
+        return envelope.data(current().rules.list())
+
+    @routes.post("/rules")
+    def add_rule():
+        try:
+            rule = current().rules.add(_json_object())
+        except DirectiveError as exc:
+            raise bad_request(str(exc), location="body", field=exc.field) from None
+        return envelope.data(rule.to_dict()), 201
+
+    @routes.delete("/rules")
+    def clear_rules():
+        current().rules.clear()
+        return envelope.data([])
+
+    @routes.delete("/rules/<rule_id>")
+    def delete_rule(rule_id: str):
+        if not current().rules.remove(rule_id):
+            raise ApiError(404, f"No rule {rule_id!r} in this namespace", {"field": "rule_id"})
+        return envelope.data({"deleted": rule_id})
+
+    # ------------------------------------------------------------------ journal
+
+    @routes.get("/requests")
+    def requests():
+        args = flask.request.args
+        namespace = current().name if args.get("namespace") is None else args["namespace"]
+        contract = args.get("contract")
+        if contract not in (None, "pass", "fail", "skipped"):
+            raise bad_request("contract is pass, fail or skipped", location="query", field="contract")
+        entries = journal.query(
+            namespace=None if namespace == "*" else namespace,
+            method=args.get("method"), path=args.get("path"), status=_int_arg("status"),
+            operation_id=args.get("operation_id"), contract=contract, after=_int_arg("after"),
+            limit=_int_arg("limit"),
+        )
+        return envelope.data(entries)
+
+    @routes.delete("/requests")
+    def clear_requests():
+        everywhere = flask.request.args.get("namespace") == "*"
+        removed = journal.clear(None if everywhere else current().name)
+        return envelope.data({"cleared": removed})
+
+    # ------------------------------------------------------------------ namespaces
+
+    @routes.get("/namespaces")
+    def namespaces():
+        return envelope.data([describe(ns) for ns in list(sandbox.namespaces.values())])
+
+    @routes.delete("/namespaces/<name>")
+    def drop_namespace(name: str):
+        if not sandbox.drop(name):
+            raise ApiError(404, f"No namespace {name!r}", {"field": "name", "resource": "namespace"})
+        return envelope.data({"deleted": name})
 
     return routes

@@ -1,14 +1,16 @@
 """Handlers of the five customer-credit operations: parse, call the store, shape the response.
 
 connexion calls them with the path, query and body values of the request (already checked
-against openapi.yaml by `sandbox.contract`). `OPERATIONS` maps Layer's operationIds, which are
+against openapi.yaml by `sandbox.pipeline`, which also made sure the namespace exists). `OPERATIONS` maps Layer's operationIds, which are
 not Python import paths, to these methods; a missing handler fails at start-up.
 """
 
 from __future__ import annotations
 
+import flask
+
 from sandbox import envelope
-from sandbox.runtime import Sandbox
+from sandbox.runtime import NAMESPACE_HEADER, Sandbox
 from sandbox.store import CreditFilters, InvalidInput
 from sandbox.timestamps import normalize_timestamp
 
@@ -36,6 +38,11 @@ def _reference_filter(reference_number: str | None, reference_numbers: str | Non
 class CreditHandlers:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+
+    @property
+    def store(self):
+        """The store of the request's namespace."""
+        return self.sandbox.namespace(flask.request.headers.get(NAMESPACE_HEADER)).store
 
     @property
     def operations(self) -> dict:
@@ -71,7 +78,7 @@ class CreditHandlers:
             memo=memo,
             memo_contains=memo_contains,
         )
-        store = self.sandbox.store
+        store = self.store
         with store.lock:  # shape the page before another request can change its credits
             result = store.list_credits(
                 business_id, filters, sort_by=sort_by, sort_order=sort_order, limit=limit,
@@ -80,22 +87,22 @@ class CreditHandlers:
             return envelope.page(result), 200
 
     def create_credit(self, business_id: str, body: dict):
-        store = self.sandbox.store
+        store = self.store
         with store.lock:
             credit, created = store.create_credit(business_id, body)
             return envelope.item(credit), 201 if created else 200
 
     def fetch_credit(self, business_id: str, customer_credit_id: str):
-        store = self.sandbox.store
+        store = self.store
         with store.lock:
             return envelope.item(store.credit(business_id, customer_credit_id)), 200
 
     def update_credit(self, business_id: str, customer_credit_id: str, body: dict):
-        store = self.sandbox.store
+        store = self.store
         with store.lock:
             return envelope.item(store.update_credit(business_id, customer_credit_id, body)), 200
 
     def delete_credit(self, business_id: str, customer_credit_id: str):
-        store = self.sandbox.store
+        store = self.store
         with store.lock:
             return envelope.item(store.delete_credit(business_id, customer_credit_id)), 200

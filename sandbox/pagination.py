@@ -51,12 +51,14 @@ class Cursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             version, sort_by, sort_order, after = json.loads(raw)
             flag, value, credit_id = after
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
             raise InvalidCursor("is not a cursor this sandbox issued") from None
         if (
-            version != 1
+            type(version) is not int
+            or version != 1
             or sort_by not in SORT_FIELDS
             or sort_order not in SORT_ORDERS
+            or type(flag) is not int
             or flag not in (0, 1)
             or not isinstance(value, str)
             or not isinstance(credit_id, str)

@@ -18,4 +18,5 @@ def _resource(name: str) -> Path:
 
 SPEC_PATH = _resource("openapi.yaml")
 FIXTURES_DIR = _resource("fixtures")
-DEFAULT_FIXTURE = FIXTURES_DIR / "default.yaml"
+SCENARIOS_DIR = FIXTURES_DIR / "scenarios"
+DEFAULT_SCENARIO = "default"

@@ -1,9 +1,9 @@
 """Deterministic seed data: businesses, customers, invoices, ledger accounts and credits.
 
 One integer seed drives one Faker instance and the store's id generator, and every timestamp is
-counted back from the fixture's fixed `epoch`, so the same seed and fixture give byte-identical
-state on any machine at any time. What gets seeded (counts, locale, the chart of accounts) comes
-from a fixture file in `fixtures/`.
+counted back from the scenario's fixed `epoch`, so the same seed and scenario give byte-identical
+state on any machine at any time. What gets seeded (counts, locale, the chart of accounts,
+allocated and deleted credits) comes from a scenario file in `fixtures/scenarios/`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
+from sandbox.resources import SCENARIOS_DIR
 from sandbox.store import IdSource, Store
 from sandbox.timestamps import format_timestamp, parse_timestamp
 
@@ -43,11 +44,57 @@ MEMOS = [
 ]
 
 
-@dataclass(frozen=True)
-class Fixture:
-    """A parsed fixture file: what to seed and the static data it refers to."""
+class ScenarioError(ValueError):
+    """A scenario that does not exist or cannot be read."""
 
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def scenario_names() -> list[str]:
+    return sorted(path.stem for path in SCENARIOS_DIR.glob("*.yaml"))
+
+
+def resolve_scenario(name_or_path: str | Path) -> Path:
+    """A scenario name (`paging`) or a path to a scenario file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate.resolve()
+    named = SCENARIOS_DIR / f"{name_or_path}.yaml"
+    if isinstance(name_or_path, str) and "/" not in name_or_path and named.is_file():
+        return named
+    raise ScenarioError(f"no scenario {str(name_or_path)!r}; known: {', '.join(scenario_names())} (or a path to a .yaml file)")
+
+
+def _read(path: Path, seen: tuple = ()) -> dict:
+    if path in seen:
+        raise ScenarioError(f"scenario {path.name} extends itself")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ScenarioError(f"scenario {path} is not a mapping")
+    parent = spec.pop("extends", None)
+    if parent is None:
+        return spec
+    parent_path = resolve_scenario(parent) if "/" not in str(parent) else (path.parent / parent).resolve()
+    base = _read(parent_path, seen + (path,))
+    base.pop("description", None)
+    return _merge(base, spec)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed scenario file: what to seed and the static data it refers to."""
+
+    name: str
     path: Path
+    description: str
     locale: str
     epoch: datetime
     history_days: int
@@ -55,43 +102,50 @@ class Fixture:
     type_display_names: dict[str, str]
     subtype_display_names: dict[str, str]
     credit_line_accounts: list[str]
-    businesses: int
-    per_business: dict
+    businesses: list[dict]
 
     @classmethod
-    def load(cls, path: Path) -> "Fixture":
-        spec = yaml.safe_load(path.read_text())
-        chart = yaml.safe_load((path.parent / spec["chart_of_accounts"]).read_text())
-        return cls(
-            path=path,
-            locale=spec["locale"],
-            epoch=parse_timestamp(spec["epoch"]),
-            history_days=int(spec["history_days"]),
-            accounts=chart["accounts"],
-            type_display_names=chart["type_display_names"],
-            subtype_display_names=chart["subtype_display_names"],
-            credit_line_accounts=chart["credit_line_accounts"],
-            businesses=int(spec["businesses"]),
-            per_business=spec["per_business"],
-        )
+    def load(cls, name_or_path: str | Path) -> "Scenario":
+        path = resolve_scenario(name_or_path)
+        spec = _read(path)
+        try:
+            chart = yaml.safe_load((path.parent / spec["chart_of_accounts"]).read_text())
+            per_business = spec["per_business"]
+            count = spec["businesses"]
+            overrides = [{}] * count if isinstance(count, int) else list(count)
+            return cls(
+                name=path.stem,
+                path=path,
+                description=spec.get("description", ""),
+                locale=spec["locale"],
+                epoch=parse_timestamp(spec["epoch"]),
+                history_days=int(spec["history_days"]),
+                accounts=chart["accounts"],
+                type_display_names=chart["type_display_names"],
+                subtype_display_names=chart["subtype_display_names"],
+                credit_line_accounts=chart["credit_line_accounts"],
+                businesses=[_merge(per_business, override or {}) for override in overrides],
+            )
+        except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"scenario {path} is incomplete or malformed: {exc!r}") from None
 
 
 class _Seeder:
-    def __init__(self, fixture: Fixture, seed: int) -> None:
-        self.fixture = fixture
-        self.fake = Faker(fixture.locale)
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.fake = Faker(scenario.locale)
         self.fake.seed_instance(seed)
         self.ids = IdSource(seed)
 
     def moment(self, earliest_days: float = None) -> datetime:
-        """A moment in the fixture's history window, at whole-second precision."""
-        span = self.fixture.history_days * 86400
+        """A moment in the scenario's history window, at whole-second precision."""
+        span = self.scenario.history_days * 86400
         low = 0 if earliest_days is None else int(earliest_days * 86400)
-        return self.fixture.epoch - timedelta(seconds=self.fake.random_int(low, span))
+        return self.scenario.epoch - timedelta(seconds=self.fake.random_int(low, span))
 
-    def business(self) -> Business:
+    def business(self, counts: dict) -> Business:
         business = Business(id=self.ids.new(), name=self.fake.company())
-        for row in self.fixture.accounts:
+        for row in self.scenario.accounts:
             stable_name, name, number, normality, account_type, subtype = row
             account = LedgerAccount(
                 id=self.ids.new(),
@@ -100,12 +154,11 @@ class _Seeder:
                 account_number=number,
                 normality=normality,
                 account_type=account_type,
-                account_type_display=self.fixture.type_display_names[account_type],
+                account_type_display=self.scenario.type_display_names[account_type],
                 account_subtype=subtype,
-                account_subtype_display=self.fixture.subtype_display_names[subtype],
+                account_subtype_display=self.scenario.subtype_display_names[subtype],
             )
             business.ledger_accounts[account.id] = account
-        counts = self.fixture.per_business
         for position in range(counts["customers"]):
             customer = self.customer(with_external_id=position >= counts["customers_without_external_id"])
             business.customers[customer.id] = customer
@@ -120,8 +173,12 @@ class _Seeder:
             )
             business.invoices[invoice.id] = invoice
         for number in range(counts["credits"]):
-            credit = self.credit(business, customers, number)
+            credit = self.credit(business, customers, number, counts)
             business.credits[credit.id] = credit
+        credits = list(business.credits.values())
+        for credit in self.fake.random_elements(credits, length=min(counts["deleted"], len(credits)), unique=True):
+            credit.deleted_at = credit.updated_at = format_timestamp(
+                parse_timestamp(credit.updated_at) + timedelta(seconds=self.fake.random_int(60, 86400)))
         return business
 
     def customer(self, with_external_id: bool) -> Customer:
@@ -149,9 +206,8 @@ class _Seeder:
             tags.append(Tag(self.ids.new(), key, value, dimension_id, definition_id, display, value.title()))
         return tags
 
-    def credit(self, business: Business, customers: list[Customer], number: int) -> CustomerCredit:
-        counts = self.fixture.per_business
-        accounts = [business.account_by_stable_name(name) for name in self.fixture.credit_line_accounts]
+    def credit(self, business: Business, customers: list[Customer], number: int, counts: dict) -> CustomerCredit:
+        accounts = [business.account_by_stable_name(name) for name in self.scenario.credit_line_accounts]
         customer = self.fake.random_element(customers)
         created = self.moment(earliest_days=1)
         updated = created + timedelta(seconds=self.fake.random_int(0, 86400))
@@ -183,31 +239,50 @@ class _Seeder:
             metadata={"source": "seed", "batch": number // 10} if rich else None,
             reference_number=f"CR-{number + 1:05d}" if rich else None,
         )
-        if self.fake.random.random() < counts["allocated_share"]:
-            credit.allocations = self.allocations(business, credit)
+        draw = self.fake.random.random()
+        shares = counts["allocations"]
+        if draw < shares.get("full", 0):
+            self.allocate_fully(business, credit)
+        elif draw < shares.get("full", 0) + shares.get("partial", 0):
+            self.allocate_partly(business, credit)
         return credit
 
-    def allocations(self, business: Business, credit: CustomerCredit) -> list[Allocation]:
-        remaining = credit.total_amount
-        allocations = []
-        open_invoices = [
+    def open_invoices(self, business: Business, credit: CustomerCredit) -> list[Invoice]:
+        return [
             invoice for invoice in business.invoices.values()
-            if invoice.customer_id == credit.customer.id and invoice.outstanding_balance > 0
+            if invoice.customer_id == credit.customer.id and invoice.outstanding_balance > 1
         ]
-        for invoice in open_invoices[: self.fake.random_int(1, 2)]:
+
+    def allocate(self, credit: CustomerCredit, invoice: Invoice, amount: int) -> None:
+        # The seeder tracks balances itself; the store recomputes them from the credits.
+        invoice.credited_amount += amount
+        credit.allocations.append(Allocation(self.ids.new(), credit.id, invoice.id, amount))
+
+    def allocate_partly(self, business: Business, credit: CustomerCredit) -> None:
+        """One or two allocations that leave part of the credit unapplied."""
+        remaining = credit.total_amount - 1
+        for invoice in self.open_invoices(business, credit)[: self.fake.random_int(1, 2)]:
             amount = min(remaining, invoice.outstanding_balance, self.fake.random_int(1, 100) * 100)
             if amount <= 0:
                 break
-            # The seeder tracks balances itself; the store recomputes them from the credits.
-            invoice.credited_amount += amount
+            self.allocate(credit, invoice, amount)
             remaining -= amount
-            allocations.append(Allocation(self.ids.new(), credit.id, invoice.id, amount))
-        return allocations
+
+    def allocate_fully(self, business: Business, credit: CustomerCredit) -> None:
+        """Apply the whole credit to one open invoice, shrinking the credit to fit if needed."""
+        invoices = self.open_invoices(business, credit)
+        if not invoices:
+            return
+        invoice = max(invoices, key=lambda i: i.outstanding_balance)
+        if credit.total_amount > invoice.outstanding_balance:
+            credit.line_items = credit.line_items[:1]
+            credit.line_items[0].amount = min(credit.line_items[0].amount, invoice.outstanding_balance)
+        self.allocate(credit, invoice, credit.total_amount)
 
 
-def build_store(fixture_path: Path, seed: int, clock=None) -> Store:
-    """A fresh store holding the fixture's data for this seed."""
-    seeder = _Seeder(Fixture.load(fixture_path), seed)
-    businesses = [seeder.business() for _ in range(seeder.fixture.businesses)]
+def build_store(scenario: Scenario, seed: int, clock=None) -> Store:
+    """A fresh store holding the scenario's data for this seed."""
+    seeder = _Seeder(scenario, seed)
+    businesses = [seeder.business(counts) for counts in scenario.businesses]
     kwargs = {} if clock is None else {"clock": clock}
     return Store(businesses, seeder.ids, **kwargs)

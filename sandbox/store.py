@@ -64,6 +64,12 @@ class IdSource:
     def new(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
+    def state(self) -> tuple:
+        return self._random.getstate()
+
+    def set_state(self, state: tuple) -> None:
+        self._random.setstate(state)
+
 
 def system_clock() -> datetime:
     return datetime.now(timezone.utc)
@@ -104,7 +110,10 @@ class CreditFilters:
 
 
 class Store:
-    """All businesses of one sandbox state, guarded by one lock."""
+    """All businesses of one sandbox state, guarded by one lock.
+
+    Ids are lower-case UUIDs; ids from clients are looked up case-insensitively, as UUIDs are.
+    """
 
     def __init__(
         self,
@@ -130,7 +139,7 @@ class Store:
     # ----------------------------------------------------------------------------- reads
 
     def business(self, business_id: str) -> Business:
-        business = self.businesses.get(business_id)
+        business = self.businesses.get(business_id.lower())
         if business is None:
             raise NotFound(f"Business {business_id} not found", field="businessId",
                            resource="business", id=business_id)
@@ -140,7 +149,7 @@ class Store:
         """A live credit of this business; deleted ones and other businesses' ones are 'not found'."""
         with self.lock:
             business = self.business(business_id)
-            credit = business.credits.get(credit_id)
+            credit = business.credits.get(credit_id.lower())
             if credit is None or credit.is_deleted:
                 raise NotFound(f"Customer credit {credit_id} not found", field="customerCreditId",
                                resource="customer_credit", id=credit_id)
@@ -159,7 +168,7 @@ class Store:
     ) -> Page:
         with self.lock:
             business = self.business(business_id)
-            if filters.customer_id is not None and filters.customer_id not in business.customers:
+            if filters.customer_id is not None and filters.customer_id.lower() not in business.customers:
                 raise NotFound(f"Customer {filters.customer_id} not found", field="customer_id",
                                resource="customer", id=filters.customer_id)
             try:
@@ -170,7 +179,7 @@ class Store:
                     sort_order=sort_order,
                     limit=limit,
                     cursor=cursor,
-                    customer_id=filters.customer_id,
+                    customer_id=filters.customer_id.lower() if filters.customer_id else None,
                     matches=filters.predicate(),
                     with_total=with_total,
                 )
@@ -305,7 +314,7 @@ class Store:
             raise RuleViolation("customer_id or customer_external_id is required", field="customer_id")
         customer = None
         if by_id is not None:
-            customer = business.customers.get(by_id)
+            customer = business.customers.get(by_id.lower())
             if customer is None:
                 raise NotFound(f"Customer {by_id} not found", field="customer_id",
                                resource="customer", id=by_id)
@@ -324,7 +333,7 @@ class Store:
 
     def _resolve_account(self, business: Business, identifier: dict, field: str) -> LedgerAccount:
         if identifier["type"] == "AccountId":
-            account = business.ledger_accounts.get(identifier["id"])
+            account = business.ledger_accounts.get(identifier["id"].lower())
             if account is None:
                 raise NotFound(f"Ledger account {identifier['id']} not found", field=field,
                                resource="ledger_account", id=identifier["id"])
@@ -380,7 +389,7 @@ class Store:
         allocations = []
         for position, item in enumerate(requested):
             where = f"allocations[{position}].invoice_id"
-            invoice = business.invoices.get(item["invoice_id"])
+            invoice = business.invoices.get(item["invoice_id"].lower())
             if invoice is None:
                 raise NotFound(f"Invoice {item['invoice_id']} not found", field=where,
                                resource="invoice", id=item["invoice_id"])

@@ -16,7 +16,10 @@ def test_help_lists_every_flag_with_its_environment_variable():
     assert result.returncode == 0
     for flag, variable in [("--host", "LAYER_SANDBOX_HOST"), ("--port", "LAYER_SANDBOX_PORT"),
                            ("--seed", "LAYER_SANDBOX_SEED"), ("--token", "LAYER_SANDBOX_TOKEN"),
-                           ("--fixture", "LAYER_SANDBOX_FIXTURE"), ("--spec", "LAYER_SANDBOX_SPEC")]:
+                           ("--scenario", "LAYER_SANDBOX_SCENARIO"), ("--clock", "LAYER_SANDBOX_CLOCK"),
+                           ("--state-file", "LAYER_SANDBOX_STATE_FILE"), ("--cors-origin", "LAYER_SANDBOX_CORS_ORIGINS"),
+                           ("--rate-limit", "LAYER_SANDBOX_RATE_LIMIT"), ("--journal-size", "LAYER_SANDBOX_JOURNAL_SIZE"),
+                           ("--max-namespaces", "LAYER_SANDBOX_MAX_NAMESPACES"), ("--spec", "LAYER_SANDBOX_SPEC")]:
         assert flag in result.stdout and variable in result.stdout, flag
 
 
@@ -57,7 +60,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 
 
 def test_bad_flag_values_are_refused(tmp_path):
-    for args in (["--port", "70000"], ["--seed", "abc"], ["--fixture", str(tmp_path / "missing.yaml")]):
+    for args in (["--port", "70000"], ["--seed", "abc"], ["--rate-limit", "0"], ["--spec", str(tmp_path / "missing.yaml")]):
         result = subprocess.run(sandbox_command() + args, capture_output=True,
                                 text=True, timeout=60, cwd=tmp_path)
         assert result.returncode == 2, args

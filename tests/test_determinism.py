@@ -70,14 +70,18 @@ def test_reset_restores_the_seeded_bytes_and_can_switch_seed(twins, sandbox):
     httpx.delete(first.base_url + credits_path(business["id"], victim["id"]), headers=AUTH)
     assert snapshot(first.base_url) != pristine
 
-    assert httpx.post(f"{first.base_url}/__sandbox/reset").json()["data"] == {"status": "reset", "seed": 7}
+    assert httpx.post(f"{first.base_url}/__sandbox/reset").json()["data"] == {
+        "status": "reset", "namespace": "default", "scenario": "default", "seed": 7}
     assert snapshot(first.base_url) == pristine
 
     default_seed = httpx.get(f"{sandbox.base_url}/__sandbox/health").json()["data"]["seed"]
     httpx.post(f"{sandbox.base_url}/__sandbox/reset", json={})
     httpx.post(f"{first.base_url}/__sandbox/reset", json={"seed": default_seed})
     assert snapshot(first.base_url) == snapshot(sandbox.base_url)
+    # A plain reset keeps the seed last asked for; asking for 7 again brings the pristine bytes back.
     httpx.post(f"{first.base_url}/__sandbox/reset")
+    assert snapshot(first.base_url) == snapshot(sandbox.base_url)
+    httpx.post(f"{first.base_url}/__sandbox/reset", json={"seed": 7})
     assert snapshot(first.base_url) == pristine
 
 

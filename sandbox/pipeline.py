@@ -1,0 +1,273 @@
+"""The request pipeline: every `/v1` call passes through here, in one ordered sequence.
+
+`Pipeline` sits right after connexion's routing. For a request routed to an operation of
+`openapi.yaml` it:
+
+1. reads the whole body (validation needs it; the handler gets it replayed);
+2. picks the namespace (`X-Sandbox-Namespace`, created on first use);
+3. authenticates the bearer token (401);
+4. spends one request of the token's rate limit, when `--rate-limit` is on (429);
+5. validates the request against the contract with openapi-core (400 / 415 naming the field);
+6. follows a forced response (`Prefer` header, else the namespace's rules), or
+7. runs the handler (through connexion's Flask app) and buffers its response;
+8. validates that response with openapi-core, whichever step produced it; one that breaks the
+   contract is logged and replaced by a 500 Layer error naming each violation;
+9. stamps `X-Sandbox-Contract` (and the rate-limit headers), waits any forced delay, and sends,
+   or breaks the connection as a forced fault asks.
+
+`Edge`, the outermost middleware, times every request, marks responses that no operation
+produced as unchecked, and writes the journal entry from what the pipeline noted on the way.
+Everything derived from the spec is built once, with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from werkzeug.datastructures import Headers
+
+from sandbox.contract import BearerAuth, Contract, ContractRequest, ContractResponse
+from sandbox.errors import JSON, ApiError, bad_request, contract_violation
+from sandbox.forced import ResponseCatalog
+from sandbox.journal import Journal
+from sandbox.ratelimit import RateLimiter
+from sandbox.rules import Directive, DirectiveError, parse_prefer
+from sandbox.runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
+
+log = logging.getLogger("sandbox.contract")
+
+ROUTING_CONTEXT = "connexion_routing"
+NOTES = "layer_sandbox"
+CONTRACT_HEADER = "X-Sandbox-Contract"
+UNCHECKED_PATHS = ("/__sandbox", "/ui", "/openapi.json")
+
+
+def _headers(raw) -> Headers:
+    return Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw])
+
+
+def _error_response(error: ApiError) -> ContractResponse:
+    return ContractResponse(error.status, Headers({"content-type": JSON, **error.headers}), error.encode())
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+class Pipeline:
+    """ASGI middleware placed after connexion's routing; see the module docstring."""
+
+    def __init__(self, app, *, sandbox: Sandbox, contract: Contract, auth: BearerAuth,
+                 catalog: ResponseCatalog, rate_limiter: RateLimiter | None) -> None:
+        self.app = app
+        self.sandbox = sandbox
+        self.contract = contract
+        self.auth = auth
+        self.catalog = catalog
+        self.rate_limiter = rate_limiter
+
+    async def __call__(self, scope, receive, send) -> None:
+        operation_id = scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
+        if scope["type"] != "http" or operation_id is None:
+            await self.app(scope, receive, send)
+            return
+        notes = scope["extensions"].setdefault(NOTES, {})
+        if scope["method"] == "HEAD":  # Starlette routes HEAD to GET operations; Layer has none
+            error = ApiError(405, "This route does not take HEAD", headers={"Allow": "GET"})
+            await self._send(scope, send, _error_response(error), None, notes, unchecked=True)
+            return
+        notes["operation_id"] = operation_id
+
+        body = await _read_body(receive)
+        headers = _headers(scope["headers"])
+        request = ContractRequest(scope, headers, body)
+        extra_headers: dict[str, str] = {}
+        directive = Directive()
+
+        error = None
+        namespace = None
+        try:
+            namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
+        except NamespaceError as exc:
+            error = bad_request(str(exc), location="header", field=NAMESPACE_HEADER)
+        error = error or self.auth.check(headers)
+        if error is None and self.rate_limiter is not None:
+            allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
+            if not allowed:
+                error = ApiError(429, f"Rate limit of {self.rate_limiter.limit} requests per second exceeded; "
+                                      f"retry after {extra_headers['Retry-After']} s",
+                                 kind=("RateLimited", "RateLimited"))
+        error = error or self.contract.request_error(request, operation_id)
+        notes["request_validation"] = "fail" if error else "pass"
+
+        response = None
+        if error is None:
+            try:
+                directive = self._directive(headers, namespace, scope)
+                forced = self.catalog.forced(operation_id, directive)
+            except DirectiveError as exc:
+                error = bad_request(str(exc), location="header", field="Prefer")
+            except ApiError as exc:
+                error = exc
+            else:
+                if forced is not None:
+                    status, forced_body = forced
+                    response = ContractResponse(status, Headers({"content-type": JSON}), forced_body)
+        if error is not None:
+            response = _error_response(error)
+        elif response is None:
+            response = await self._call_handler(scope, receive, body)
+
+        violations = self.contract.response_violations(request, response)
+        notes["response_validation"] = "fail" if violations else "pass"
+        if violations:
+            log.error(
+                "contract violation: %s %s -> %s would break openapi.yaml: %s",
+                scope["method"], scope["path"], response.status_code, "; ".join(violations),
+            )
+            notes["violation"] = violations[0]
+            response = _error_response(contract_violation(
+                f"The sandbox's {response.status_code} response to {operation_id} breaks "
+                f"openapi.yaml: {'; '.join(violations)}",
+                violations,
+            ))
+        elif error is not None:
+            notes["error"] = error.description
+
+        for name, value in extra_headers.items():
+            response.headers[name] = value
+        response.headers[CONTRACT_HEADER] = (
+            f"request={notes['request_validation']}; response={notes['response_validation']}")
+        response.headers["content-length"] = str(len(response.data))
+        if directive.delay_ms:
+            await asyncio.sleep(directive.delay_ms / 1000)
+        await self._send(scope, send, response, directive.fault, notes)
+
+    def _directive(self, headers: Headers, namespace, scope) -> Directive:
+        """The request's own `Prefer`, else the first matching rule of its namespace."""
+        notes = scope["extensions"][NOTES]
+        directive = parse_prefer(headers.get("prefer"))
+        if not directive.empty:
+            notes["forced"] = f"Prefer: {directive.describe()}"
+            return directive
+        rule = namespace.rules.match(scope["method"], scope["path"])
+        if rule is None:
+            return directive
+        notes["forced"] = f"{rule.id}: {rule.directive.describe()}"
+        return rule.directive
+
+    async def _send(self, scope, send, response: ContractResponse, fault: str | None, notes: dict,
+                    unchecked: bool = False) -> None:
+        if unchecked:
+            response.headers["content-length"] = str(len(response.data))
+        close = notes.get("close")
+        if fault is not None and close is not None:
+            notes["fault"] = fault
+        else:
+            fault = None
+        if fault == "drop":
+            close()
+            await asyncio.sleep(0)  # let the server see the connection go before we return
+            return
+        await send({
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()],
+        })
+        if fault == "empty":
+            close()
+            await asyncio.sleep(0)
+            return
+        if fault == "truncate":
+            await send({"type": "http.response.body", "body": response.data[: len(response.data) // 2],
+                        "more_body": True})
+            close()
+            await asyncio.sleep(0)
+            return
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.data})
+
+    async def _call_handler(self, scope, receive, body: bytes) -> ContractResponse:
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, replay, capture)
+        headers = _headers(start.get("headers", []))
+        headers.pop("content-length", None)
+        return ContractResponse(start.get("status", 500), headers, b"".join(chunks))
+
+
+class Edge:
+    """Outermost ASGI middleware (inside CORS): timing, the unchecked mark, the journal."""
+
+    UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
+
+    def __init__(self, app, *, journal: Journal) -> None:
+        self.app = app
+        self.journal = journal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        notes = scope.setdefault("extensions", {}).setdefault(NOTES, {})
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None:
+            notes["close"] = transport.abort
+        status: list[int] = []
+
+        async def mark(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
+                    message = {**message, "headers": headers + [self.UNCHECKED]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, mark)
+        finally:
+            if not scope["path"].startswith(UNCHECKED_PATHS):
+                self._record(scope, notes, status[0] if status else None, started)
+
+    def _record(self, scope, notes: dict, status: int | None, started: float) -> None:
+        headers = _headers(scope["headers"])
+        self.journal.record({
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "namespace": headers.get(NAMESPACE_HEADER) or "default",
+            "operation_id": notes.get("operation_id"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "request_validation": notes.get("request_validation", "skipped"),
+            "response_validation": notes.get("response_validation", "skipped"),
+            "error": notes.get("violation") or notes.get("error"),
+            "forced": notes.get("forced"),
+            "fault": notes.get("fault"),
+        })

@@ -1,0 +1,162 @@
+"""Forced responses: one channel for status, named example, latency and connection faults.
+
+A client asks per request with a `Prefer` header in Prism's style
+(`Prefer: code=404, example=credit_not_found, delay=250, fault=truncate`), or sets the same as a
+rule on the namespace (`POST /__sandbox/rules`) that matches on method and path, optionally for
+the next N matching requests only. A `Prefer` header wins over the rules.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import re
+import threading
+from dataclasses import asdict, dataclass
+
+FAULTS = ("drop", "truncate", "empty")
+MAX_DELAY_MS = 60_000
+METHODS = ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS")
+
+
+class DirectiveError(ValueError):
+    """A `Prefer` header or rule the sandbox cannot follow; `field` names the part."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Directive:
+    code: int | None = None
+    example: str | None = None
+    delay_ms: int = 0
+    fault: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == Directive()
+
+    def describe(self) -> str:
+        parts = [f"code={self.code}" if self.code else "", f"example={self.example}" if self.example else "",
+                 f"delay={self.delay_ms}" if self.delay_ms else "", f"fault={self.fault}" if self.fault else ""]
+        return ", ".join(p for p in parts if p)
+
+    @classmethod
+    def build(cls, code=None, example=None, delay=None, fault=None, where: str = "") -> "Directive":
+        def problem(name, message):
+            return DirectiveError(f"{where}{name}: {message}", field=f"{where}{name}".rstrip(": "))
+
+        if code is not None:
+            try:
+                code = int(code)
+            except (TypeError, ValueError):
+                raise problem("code", f"{code!r} is not an HTTP status") from None
+            if not 100 <= code <= 599 or isinstance(code, bool):
+                raise problem("code", f"{code} is not an HTTP status")
+        if example is not None and (not isinstance(example, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", example)):
+            raise problem("example", f"{example!r} is not an example name")
+        delay_ms = 0
+        if delay is not None:
+            try:
+                delay_ms = int(delay)
+            except (TypeError, ValueError):
+                raise problem("delay", f"{delay!r} is not a number of milliseconds") from None
+            if isinstance(delay, bool) or not 0 <= delay_ms <= MAX_DELAY_MS:
+                raise problem("delay", f"must be 0 to {MAX_DELAY_MS} milliseconds")
+        if fault is not None and fault not in FAULTS:
+            raise problem("fault", f"{fault!r} is not one of {', '.join(FAULTS)}")
+        return cls(code, example, delay_ms, fault)
+
+
+def parse_prefer(header: str | None) -> Directive:
+    """The sandbox's preferences in a `Prefer` header; others (RFC 7240) are ignored."""
+    if not header:
+        return Directive()
+    values: dict[str, str] = {}
+    for part in re.split(r"[,;]", header):
+        name, _, value = part.strip().partition("=")
+        name = name.strip().lower()
+        if name in ("code", "example", "delay", "fault"):
+            values[name] = value.strip().strip('"')
+    return Directive.build(**values, where="Prefer ")
+
+
+@dataclass
+class Rule:
+    id: str
+    directive: Directive
+    method: str | None = None
+    path: str = "*"
+    remaining: int | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and fnmatch.fnmatchcase(path, self.path)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "method": self.method, "path": self.path, "remaining": self.remaining,
+                "hits": self.hits, **{k: v for k, v in asdict(self.directive).items()}}
+
+
+class RuleBook:
+    """The rules of one namespace, matched in the order they were added."""
+
+    def __init__(self) -> None:
+        self._rules: list[Rule] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def add(self, spec: dict) -> Rule:
+        if not isinstance(spec, dict):
+            raise DirectiveError("a rule is a JSON object", field="(root)")
+        unknown = sorted(set(spec) - {"method", "path", "count", "code", "example", "delay", "fault"})
+        if unknown:
+            raise DirectiveError(f"unknown rule fields: {', '.join(unknown)}", field=unknown[0])
+        method = spec.get("method")
+        if method is not None and (not isinstance(method, str) or method.upper() not in METHODS):
+            raise DirectiveError(f"method must be one of {', '.join(METHODS)}", field="method")
+        path = spec.get("path", "*")
+        if not isinstance(path, str) or not path.startswith(("/", "*")) or path.startswith("/__sandbox"):
+            raise DirectiveError("path is a glob such as /v1/businesses/*/invoices/customer-credits/* "
+                                 "(control routes cannot be ruled)", field="path")
+        count = spec.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise DirectiveError("count must be a positive integer", field="count")
+        directive = Directive.build(spec.get("code"), spec.get("example"), spec.get("delay"), spec.get("fault"))
+        if directive.empty:
+            raise DirectiveError("a rule needs at least one of code, example, delay or fault", field="code")
+        with self._lock:
+            rule = Rule(f"rule-{next(self._ids)}", directive, method.upper() if method else None, path, count)
+            self._rules.append(rule)
+        return rule
+
+    def match(self, method: str, path: str) -> Rule | None:
+        """The first rule for this request, counted as used (and dropped when used up)."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(method, path):
+                    rule.hits += 1
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+                        if rule.remaining == 0:
+                            self._rules.remove(rule)
+                    return rule
+        return None
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [rule.to_dict() for rule in self._rules]
+
+    def remove(self, rule_id: str) -> bool:
+        with self._lock:
+            for rule in self._rules:
+                if rule.id == rule_id:
+                    self._rules.remove(rule)
+                    return True
+        return False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()

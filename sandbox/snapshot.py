@@ -1,0 +1,340 @@
+"""Export a store as one JSON document, and build a store back from such a document.
+
+An import is all or nothing: the document is checked first against a JSON schema (shape and
+types) and then against every rule the store keeps (references, allocations within totals and
+invoice balances, unique external ids among live credits, ...). Any problem rejects the whole
+document with the list of problems; the caller keeps its old store until a new one is complete.
+Credits are written in Layer's own representation, so an export doubles as a readable fixture.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Callable
+
+import jsonschema
+
+from sandbox.models import (
+    Allocation,
+    Business,
+    Customer,
+    CustomerCredit,
+    Invoice,
+    LedgerAccount,
+    LineItem,
+    Tag,
+)
+from sandbox.store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
+from sandbox.timestamps import normalize_timestamp
+
+FORMAT = "layer-sandbox/state-v1"
+
+
+class StateError(ValueError):
+    """A state document that cannot be imported; `problems` lists every reason found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+        self.problems = problems
+
+
+# ------------------------------------------------------------------------------ export
+
+def _tag(tag: Tag) -> dict:
+    return tag.to_api()
+
+
+def export_store(store: Store) -> dict:
+    with store.lock:
+        return {
+            "format": FORMAT,
+            "id_generator": _random_state(store.ids),
+            "businesses": [_export_business(b) for b in store.businesses.values()],
+        }
+
+
+def _random_state(ids: IdSource) -> list:
+    version, internal, gauss = ids.state()
+    return [version, list(internal), gauss]
+
+
+def _export_business(business: Business) -> dict:
+    return {
+        "id": business.id,
+        "name": business.name,
+        "ledger_accounts": [
+            {
+                "id": a.id, "stable_name": a.stable_name, "name": a.name, "account_number": a.account_number,
+                "normality": a.normality, "account_type": a.account_type,
+                "account_type_display": a.account_type_display, "account_subtype": a.account_subtype,
+                "account_subtype_display": a.account_subtype_display,
+            }
+            for a in business.ledger_accounts.values()
+        ],
+        "customers": [{k: v for k, v in c.to_api().items() if k != "type"} for c in business.customers.values()],
+        "invoices": [
+            {"id": i.id, "customer_id": i.customer_id, "invoice_number": i.invoice_number,
+             "sent_at": i.sent_at, "total_amount": i.total_amount}
+            for i in business.invoices.values()
+        ],
+        "tag_dimensions": dict(business.tag_dimensions),
+        "tag_definitions": [{"key": k, "value": v, "id": d} for (k, v), d in business.tag_definitions.items()],
+        "customer_credits": [credit.to_api() for credit in business.credits.values()],
+    }
+
+
+# ------------------------------------------------------------------------------ schema
+
+_UUID = {"type": "string", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
+_TEXT = {"type": ["string", "null"]}
+_AMOUNT = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
+_TAG = {
+    "type": "object",
+    "required": ["id", "key", "value", "dimension_id", "definition_id"],
+    "properties": {
+        "id": _UUID, "key": {"type": "string", "minLength": 1}, "value": {"type": "string", "minLength": 1},
+        "dimension_id": _UUID, "definition_id": _UUID, "dimension_display_name": _TEXT,
+        "value_display_name": _TEXT, "archived_at": _TEXT,
+    },
+}
+_TAGS = {"type": "array", "items": _TAG}
+_METADATA = {"type": ["object", "null"]}
+_SCHEMA = {
+    "type": "object",
+    "required": ["format", "businesses"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "id_generator": {
+            "type": "array", "minItems": 3, "maxItems": 3,
+            "prefixItems": [{"type": "integer"},
+                            {"type": "array", "minItems": 625, "maxItems": 625,
+                             "items": {"type": "integer", "minimum": 0, "maximum": 2**32}},
+                            {"type": ["number", "null"]}],
+        },
+        "businesses": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "ledger_accounts", "customers", "invoices", "customer_credits"],
+                "properties": {
+                    "id": _UUID,
+                    "name": {"type": "string"},
+                    "ledger_accounts": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["id", "stable_name", "name", "normality", "account_type", "account_subtype"],
+                        "properties": {
+                            "id": _UUID, "stable_name": {"type": "string", "minLength": 1}, "name": {"type": "string"},
+                            "account_number": _TEXT, "normality": {"enum": ["CREDIT", "DEBIT"]},
+                            "account_type": {"type": "string"}, "account_type_display": {"type": "string"},
+                            "account_subtype": {"type": "string"}, "account_subtype_display": {"type": "string"},
+                        },
+                    }},
+                    "customers": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {
+                            "id": _UUID, "external_id": _TEXT, "individual_name": _TEXT, "company_name": _TEXT,
+                            "email": _TEXT, "mobile_phone": _TEXT, "office_phone": _TEXT,
+                            "address_string": _TEXT, "memo": _TEXT, "status": {"enum": ["ACTIVE", "ARCHIVED"]},
+                            "transaction_tags": _TAGS,
+                        },
+                    }},
+                    "invoices": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["id", "customer_id", "invoice_number", "sent_at", "total_amount"],
+                        "properties": {
+                            "id": _UUID, "customer_id": _UUID, "invoice_number": {"type": "string"},
+                            "sent_at": {"type": "string"}, "total_amount": _AMOUNT,
+                        },
+                    }},
+                    "tag_dimensions": {"type": "object", "additionalProperties": _UUID},
+                    "tag_definitions": {"type": "array", "items": {
+                        "type": "object", "required": ["key", "value", "id"],
+                        "properties": {"key": {"type": "string"}, "value": {"type": "string"}, "id": _UUID},
+                    }},
+                    "customer_credits": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["id", "customer", "line_items", "created_at", "updated_at"],
+                        "properties": {
+                            "id": _UUID,
+                            "external_id": _TEXT,
+                            "customer": {"type": "object", "required": ["id"], "properties": {"id": _UUID}},
+                            "sent_at": _TEXT,
+                            "line_items": {"type": "array", "minItems": 1, "items": {
+                                "type": "object",
+                                "required": ["id", "ledger_account", "amount"],
+                                "properties": {
+                                    "id": _UUID,
+                                    "ledger_account": {"type": "object", "required": ["id"], "properties": {
+                                        "id": {"type": "object", "required": ["id"], "properties": {"id": _UUID}}}},
+                                    "amount": _AMOUNT, "memo": _TEXT, "metadata": _METADATA,
+                                    "reference_number": _TEXT, "transaction_tags": _TAGS,
+                                },
+                            }},
+                            "allocations": {"type": "array", "items": {
+                                "type": "object",
+                                "required": ["id", "customer_credit_id", "invoice_id", "amount"],
+                                "properties": {"id": _UUID, "customer_credit_id": _UUID, "invoice_id": _UUID,
+                                               "amount": _AMOUNT},
+                            }},
+                            "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+                            "deleted_at": _TEXT, "transaction_tags": _TAGS, "memo": _TEXT,
+                            "metadata": _METADATA, "reference_number": _TEXT,
+                        },
+                    }},
+                },
+            },
+        },
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "(root)"
+
+
+# ------------------------------------------------------------------------------ import
+
+def import_store(document, clock: Callable | None = None) -> Store:
+    """A new store from an exported document; StateError lists every problem found."""
+    schema_problems = [f"{_where(e)}: {e.message}" for e in _VALIDATOR.iter_errors(document)]
+    if schema_problems:
+        raise StateError(sorted(schema_problems)[:50])
+    problems: list[str] = []
+    businesses = [_import_business(item, f"businesses[{n}]", problems) for n, item in enumerate(document["businesses"])]
+    duplicates = [i for i, count in Counter(b.id for b in businesses).items() if count > 1]
+    problems.extend(f"business id {i} appears more than once" for i in duplicates)
+    if problems:
+        raise StateError(problems[:50])
+    ids = IdSource(0)
+    if "id_generator" in document:
+        version, internal, gauss = document["id_generator"]
+        try:
+            ids.set_state((version, tuple(internal), gauss))
+        except (ValueError, TypeError) as exc:
+            raise StateError([f"id_generator: {exc}"]) from None
+    else:
+        ids = IdSource(random.Random(repr(document["businesses"])).getrandbits(64))
+    kwargs = {} if clock is None else {"clock": clock}
+    return Store(businesses, ids, **kwargs)
+
+
+def _timestamp(value: str | None, where: str, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_timestamp(value)
+    except ValueError:
+        problems.append(f"{where}: {value!r} is not an ISO 8601 date-time")
+        return None
+
+
+def _metadata(value: dict | None, where: str, problems: list[str]) -> dict | None:
+    if value is not None:
+        import json
+
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > METADATA_LIMIT_BYTES:
+            problems.append(f"{where}: {size} bytes of JSON, above the {METADATA_LIMIT_BYTES}-byte limit")
+    return value
+
+
+def _tags(items: list[dict] | None) -> list[Tag]:
+    return [
+        Tag(t["id"], t["key"], t["value"], t["dimension_id"], t["definition_id"],
+            t.get("dimension_display_name"), t.get("value_display_name"), t.get("archived_at"))
+        for t in items or []
+    ]
+
+
+def _unique(items, kind: str, where: str, problems: list[str]) -> None:
+    for item_id, count in Counter(item["id"] for item in items).items():
+        if count > 1:
+            problems.append(f"{where}: {kind} id {item_id} appears {count} times")
+
+
+def _import_business(item: dict, where: str, problems: list[str]) -> Business:
+    business = Business(id=item["id"], name=item["name"])
+    for kind, items in (("ledger account", item["ledger_accounts"]), ("customer", item["customers"]),
+                        ("invoice", item["invoices"]), ("customer credit", item["customer_credits"])):
+        _unique(items, kind, where, problems)
+    for a in item["ledger_accounts"]:
+        business.ledger_accounts[a["id"]] = LedgerAccount(
+            a["id"], a["stable_name"], a["name"], a.get("account_number"), a["normality"], a["account_type"],
+            a.get("account_type_display", a["account_type"].title()), a["account_subtype"],
+            a.get("account_subtype_display", a["account_subtype"].replace("_", " ").title()),
+        )
+    for c in item["customers"]:
+        business.customers[c["id"]] = Customer(
+            id=c["id"], external_id=c.get("external_id"), individual_name=c.get("individual_name"),
+            company_name=c.get("company_name"), email=c.get("email"), mobile_phone=c.get("mobile_phone"),
+            office_phone=c.get("office_phone"), address_string=c.get("address_string"), memo=c.get("memo"),
+            status=c.get("status", "ACTIVE"), transaction_tags=_tags(c.get("transaction_tags")),
+        )
+    for n, i in enumerate(item["invoices"]):
+        if i["customer_id"] not in business.customers:
+            problems.append(f"{where}.invoices[{n}].customer_id: no customer {i['customer_id']} in this business")
+        business.invoices[i["id"]] = Invoice(
+            i["id"], i["customer_id"], i["invoice_number"],
+            _timestamp(i["sent_at"], f"{where}.invoices[{n}].sent_at", problems) or i["sent_at"], i["total_amount"],
+        )
+    business.tag_dimensions = dict(item.get("tag_dimensions") or {})
+    business.tag_definitions = {(d["key"], d["value"]): d["id"] for d in item.get("tag_definitions") or []}
+
+    applied: Counter = Counter()
+    live_external_ids: Counter = Counter()
+    for n, c in enumerate(item["customer_credits"]):
+        at = f"{where}.customer_credits[{n}]"
+        customer = business.customers.get(c["customer"]["id"])
+        if customer is None:
+            problems.append(f"{at}.customer.id: no customer {c['customer']['id']} in this business")
+            continue
+        lines = []
+        for m, line in enumerate(c["line_items"]):
+            account = business.ledger_accounts.get(line["ledger_account"]["id"]["id"])
+            if account is None:
+                problems.append(f"{at}.line_items[{m}].ledger_account: no such ledger account in this business")
+                continue
+            lines.append(LineItem(
+                line["id"], account, line["amount"], line.get("memo"),
+                _metadata(line.get("metadata"), f"{at}.line_items[{m}].metadata", problems),
+                line.get("reference_number"), _tags(line.get("transaction_tags")),
+            ))
+        deleted_at = _timestamp(c.get("deleted_at"), f"{at}.deleted_at", problems)
+        credit = CustomerCredit(
+            id=c["id"], business_id=business.id, customer=customer, line_items=lines,
+            created_at=_timestamp(c["created_at"], f"{at}.created_at", problems),
+            updated_at=_timestamp(c["updated_at"], f"{at}.updated_at", problems),
+            external_id=c.get("external_id"), sent_at=_timestamp(c.get("sent_at"), f"{at}.sent_at", problems),
+            deleted_at=deleted_at, transaction_tags=_tags(c.get("transaction_tags")), memo=c.get("memo"),
+            metadata=_metadata(c.get("metadata"), f"{at}.metadata", problems),
+            reference_number=c.get("reference_number"),
+        )
+        for m, a in enumerate(c.get("allocations") or []):
+            invoice = business.invoices.get(a["invoice_id"])
+            if a["customer_credit_id"] != credit.id:
+                problems.append(f"{at}.allocations[{m}].customer_credit_id: is not this credit's id")
+            if invoice is None:
+                problems.append(f"{at}.allocations[{m}].invoice_id: no invoice {a['invoice_id']} in this business")
+                continue
+            if invoice.customer_id != customer.id:
+                problems.append(f"{at}.allocations[{m}].invoice_id: the invoice belongs to another customer")
+            credit.allocations.append(Allocation(a["id"], credit.id, invoice.id, a["amount"]))
+            if deleted_at is None:
+                applied[invoice.id] += a["amount"]
+        allocated = sum(a.amount for a in credit.allocations)
+        if allocated > credit.total_amount:
+            problems.append(f"{at}.allocations: {allocated} allocated, above the credit's total {credit.total_amount}")
+        if deleted_at is None and credit.external_id is not None:
+            live_external_ids[credit.external_id] += 1
+        business.credits[credit.id] = credit
+    for invoice_id, amount in applied.items():
+        invoice = business.invoices[invoice_id]
+        if amount > invoice.total_amount:
+            problems.append(f"{where}: live credits apply {amount} to invoice {invoice_id}, above its total {invoice.total_amount}")
+    for external_id, count in live_external_ids.items():
+        if count > 1:
+            problems.append(f"{where}: {count} live credits share external_id {external_id!r}")
+    return business
