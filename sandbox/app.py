@@ -134,8 +134,8 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
             log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
 
     middlewares = [
-        _cors(config),
         partial(Edge, journal=journal),
+        _cors(config),
         ServerErrorMiddleware,
         ExceptionMiddleware,
         SwaggerUIMiddleware,

@@ -7,6 +7,7 @@ Every flag can also come from an environment variable (for Docker and CI): `--po
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 import warnings
@@ -111,4 +112,9 @@ def main(ctx: click.Context, **options) -> None:
     sock = _listening_socket(config.host, config.port)
     _announce(config, sock.getsockname()[1], app)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the app saves --state-file then), and then
+    # raises the signal again against the handlers it found: make those no-ops so that a clean
+    # shutdown exits with status 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     server.run(sockets=[sock])

@@ -15,8 +15,9 @@
 9. stamps `X-Sandbox-Contract` (and the rate-limit headers), waits any forced delay, and sends,
    or breaks the connection as a forced fault asks.
 
-`Edge`, the outermost middleware, times every request, marks responses that no operation
-produced as unchecked, and writes the journal entry from what the pipeline noted on the way.
+`Edge`, the outermost middleware (it holds the server's own `send`, so that a forced fault can
+break the connection), times every request, marks responses that no operation produced as
+unchecked, and writes the journal entry from what the pipeline noted on the way.
 Everything derived from the spec is built once, with the app.
 """
 
@@ -222,7 +223,7 @@ class Pipeline:
 
 
 class Edge:
-    """Outermost ASGI middleware (inside CORS): timing, the unchecked mark, the journal."""
+    """Outermost ASGI middleware: timing, the unchecked mark, the journal, the connection."""
 
     UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
 
@@ -252,7 +253,7 @@ class Edge:
         try:
             await self.app(scope, receive, mark)
         finally:
-            if not scope["path"].startswith(UNCHECKED_PATHS):
+            if scope["method"] != "OPTIONS" and not scope["path"].startswith(UNCHECKED_PATHS):
                 self._record(scope, notes, status[0] if status else None, started)
 
     def _record(self, scope, notes: dict, status: int | None, started: float) -> None:

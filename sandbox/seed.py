@@ -79,6 +79,8 @@ def _read(path: Path, seen: tuple = ()) -> dict:
         raise ScenarioError(f"cannot read scenario {path}: {exc}") from None
     if not isinstance(spec, dict):
         raise ScenarioError(f"scenario {path} is not a mapping")
+    if isinstance(spec.get("chart_of_accounts"), str):  # relative to the file that names it
+        spec["chart_of_accounts"] = str((path.parent / spec["chart_of_accounts"]).resolve())
     parent = spec.pop("extends", None)
     if parent is None:
         return spec
@@ -109,7 +111,7 @@ class Scenario:
         path = resolve_scenario(name_or_path)
         spec = _read(path)
         try:
-            chart = yaml.safe_load((path.parent / spec["chart_of_accounts"]).read_text())
+            chart = yaml.safe_load(Path(spec["chart_of_accounts"]).read_text())
             per_business = spec["per_business"]
             count = spec["businesses"]
             overrides = [{}] * count if isinstance(count, int) else list(count)

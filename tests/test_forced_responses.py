@@ -1,0 +1,144 @@
+"""Prefer header and rules: forced status, named example, latency and connection faults."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from support import credits_path
+
+UNKNOWN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+
+
+@pytest.fixture
+def path(api, business):
+    return credits_path(business["id"])
+
+
+def test_prefer_code_returns_that_status_with_a_valid_layer_body(api, path):
+    for code, error_type in [(404, "NotFound"), (400, "InvalidRequest"), (401, "Unauthorized"),
+                             (429, "RateLimited"), (500, "InternalError")]:
+        response = api.get(path, headers={"Prefer": f"code={code}"})
+        assert response.status_code == code
+        assert response.json()["errors"][0]["type"] == error_type
+        assert response.headers["x-sandbox-contract"] == "request=pass; response=pass"
+
+
+def test_prefer_example_picks_a_named_example(api, path):
+    response = api.get(f"{path}/{UNKNOWN}", headers={"Prefer": "example=business_not_found"})
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["meta"]["resource"] == "business"
+    valid = {"line_items": [{"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}
+    both = api.post(path, json=valid, headers={"Prefer": "code=422, example=allocations_exceed_total"})
+    assert both.status_code == 422 and "exceeds" in both.json()["errors"][0]["description"]
+    success = api.get(path, headers={"Prefer": "example=page"})
+    assert success.status_code == 200 and success.json()["meta"]["pagination"]["has_more"] is True
+
+
+def test_prefer_2xx_without_example_is_the_real_answer(api, path):
+    real = api.get(path)
+    preferred = api.get(path, headers={"Prefer": "code=200"})
+    assert preferred.status_code == 200 and preferred.content == real.content
+
+
+def test_a_forced_response_changes_no_state(api, business, path):
+    before = api.get("/__sandbox/businesses").json()
+    response = api.post(path, headers={"Prefer": "code=201, example=credit"}, json={
+        "customer_id": business["customers"][0]["id"],
+        "line_items": [{"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]})
+    assert response.status_code == 201
+    assert api.get("/__sandbox/businesses").json() == before
+
+
+@pytest.mark.parametrize("prefer, part", [
+    ("code=418", "code=418"), ("code=abc", "code"), ("example=nope", "example=nope"),
+    ("code=404, example=page", "example=page"), ("delay=-5", "delay"), ("delay=999999", "delay"),
+    ("fault=explode", "fault"),
+])
+def test_impossible_preferences_are_400_naming_prefer(api, path, prefer, part):
+    response = api.get(path, headers={"Prefer": prefer})
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["meta"]["field"] in ("Prefer", f"Prefer {part.split('=')[0]}") and part.split("=")[0] in error["description"]
+
+
+def test_other_preferences_are_ignored(api, path):
+    assert api.get(path, headers={"Prefer": "return=minimal, respond-async"}).status_code == 200
+
+
+def test_invalid_requests_stay_invalid_whatever_is_preferred(api, path):
+    assert api.get(path, params={"limit": 0}, headers={"Prefer": "code=200"}).status_code == 400
+    assert api.get(path, headers={"Prefer": "code=200", "Authorization": "nope"}).status_code == 401
+
+
+def test_delay_holds_the_answer_back(api, path):
+    started = time.monotonic()
+    response = api.get(path, headers={"Prefer": "delay=400"})
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.4
+
+
+@pytest.mark.parametrize("fault", ["drop", "empty", "truncate"])
+def test_faults_break_the_connection(sandbox, path, fault):
+    with pytest.raises(httpx.TransportError):
+        httpx.get(sandbox.base_url + path, headers={"Authorization": "Bearer t", "Prefer": f"fault={fault}"})
+    # ... and the sandbox is fine afterwards.
+    assert httpx.get(sandbox.base_url + path, headers={"Authorization": "Bearer t"}).status_code == 200
+
+
+def test_truncated_body_is_half_the_real_one(sandbox, path):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sandbox.port)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nPrefer: fault=truncate\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+    assert head.startswith(b"HTTP/1.1 200") and 0 < len(body) < length
+
+
+def test_rules_match_method_and_path_and_run_out(api, business, path):
+    credit = api.get(path).json()["data"][0]
+    item = f"{path}/{credit['id']}"
+    rule = api.post("/__sandbox/rules", json={"method": "GET", "path": "/v1/businesses/*/invoices/customer-credits/*",
+                                              "code": 404, "example": "credit_not_found", "count": 2})
+    assert rule.status_code == 201
+    assert api.get(path).status_code == 200                      # list path: no match
+    assert api.patch(item, json={"memo": "x"}).status_code == 200   # other method: no match
+    statuses = [api.get(item).status_code for _ in range(3)]
+    assert statuses == [404, 404, 200]                            # used up after two
+    assert api.get("/__sandbox/rules").json()["data"] == []
+
+
+def test_rules_listing_deletion_and_prefer_precedence(api, path):
+    first = api.post("/__sandbox/rules", json={"path": "/v1/*", "code": 500}).json()["data"]
+    assert api.get(path).status_code == 500
+    assert api.get(path, headers={"Prefer": "code=200"}).status_code == 200   # Prefer wins
+    listed = api.get("/__sandbox/rules").json()["data"]
+    assert [r["id"] for r in listed] == [first["id"]] and listed[0]["hits"] == 1
+    assert api.delete(f"/__sandbox/rules/{first['id']}").status_code == 200
+    assert api.get(path).status_code == 200
+    assert api.delete("/__sandbox/rules/rule-999").status_code == 404
+
+
+def test_rules_are_cleared_by_reset(api, path):
+    api.post("/__sandbox/rules", json={"path": "/v1/*", "delay": 1, "code": 500})
+    api.post("/__sandbox/reset")
+    assert api.get("/__sandbox/rules").json()["data"] == []
+    assert api.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("rule, field", [
+    ({"path": "/__sandbox/*", "code": 500}, "path"), ({"path": "/v1/*"}, "code"), ({"code": 999}, "code"),
+    ({"code": 500, "count": 0}, "count"), ({"code": 500, "method": "BREW"}, "method"),
+    ({"code": 500, "colour": "red"}, "colour"), ({"fault": "melt"}, "fault"),
+])
+def test_bad_rules_are_400(api, rule, field):
+    response = api.post("/__sandbox/rules", json=rule)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["meta"]["field"] == field
+    assert api.get("/__sandbox/rules").json()["data"] == []
