@@ -43,6 +43,7 @@ ROUTING_CONTEXT = "connexion_routing"
 NOTES = "layer_sandbox"
 CONTRACT_HEADER = "X-Sandbox-Contract"
 UNCHECKED_PATHS = ("/__sandbox", "/ui", "/openapi.json")
+NAMESPACE_PREFIX = "/__ns/"
 
 
 def _headers(raw) -> Headers:
@@ -144,6 +145,7 @@ class Pipeline:
             ))
         elif error is not None:
             notes["error"] = error.description
+            notes["field"] = (error.meta or {}).get("field")
 
         for name, value in extra_headers.items():
             response.headers[name] = value
@@ -222,6 +224,16 @@ class Pipeline:
         return ContractResponse(start.get("status", 500), headers, b"".join(chunks))
 
 
+def _namespace_from_path(scope: dict) -> dict:
+    """`/__ns/NAME/rest` is `/rest` with `X-Sandbox-Namespace: NAME`: a base URL alone can then
+    point a client that cannot add headers (code under test) at its own namespace."""
+    name, _, rest = scope["path"][len(NAMESPACE_PREFIX):].partition("/")
+    header = NAMESPACE_HEADER.lower().encode()
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != header]
+    return {**scope, "path": "/" + rest, "raw_path": ("/" + rest).encode(),
+            "headers": headers + [(header, name.encode("utf-8", "surrogateescape"))]}
+
+
 class Edge:
     """Outermost ASGI middleware: timing, the unchecked mark, the journal, the connection."""
 
@@ -236,24 +248,33 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        if scope["path"].startswith(NAMESPACE_PREFIX):
+            scope = _namespace_from_path(scope)
         notes = scope.setdefault("extensions", {}).setdefault(NOTES, {})
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None:
             notes["close"] = transport.abort
         status: list[int] = []
+        journaled = scope["method"] == "OPTIONS" or scope["path"].startswith(UNCHECKED_PATHS)
 
         async def mark(message) -> None:
+            nonlocal journaled
             if message["type"] == "http.response.start":
                 status.append(message["status"])
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
                     message = {**message, "headers": headers + [self.UNCHECKED]}
+            elif message["type"] == "http.response.body" and not message.get("more_body") and not journaled:
+                # Journal before the last byte leaves: a client that reads the journal right after
+                # its response must find the entry there.
+                journaled = True
+                self._record(scope, notes, status[0] if status else None, started)
             await send(message)
 
         try:
             await self.app(scope, receive, mark)
         finally:
-            if scope["method"] != "OPTIONS" and not scope["path"].startswith(UNCHECKED_PATHS):
+            if not journaled:  # no complete response: a fault, or a failure
                 self._record(scope, notes, status[0] if status else None, started)
 
     def _record(self, scope, notes: dict, status: int | None, started: float) -> None:
@@ -269,6 +290,7 @@ class Edge:
             "request_validation": notes.get("request_validation", "skipped"),
             "response_validation": notes.get("response_validation", "skipped"),
             "error": notes.get("violation") or notes.get("error"),
+            "field": notes.get("field"),
             "forced": notes.get("forced"),
             "fault": notes.get("fault"),
         })

@@ -100,8 +100,8 @@ class Sandbox:
         return Namespace(name, self.scenario, self.config.seed, clock, store)
 
     def namespace(self, name: str | None) -> Namespace:
-        """The named namespace, created and seeded on first use."""
-        name = name or DEFAULT_NAMESPACE
+        """The named namespace (None: the default one), created and seeded on first use."""
+        name = DEFAULT_NAMESPACE if name is None else name
         found = self.namespaces.get(name)
         if found is not None:
             return found
