@@ -17,6 +17,12 @@ def _system_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# The clock stays well inside what timestamps can express (years 1 to 9999), so that time passing
+# or being advanced can never push a stamp out of range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 class ClockError(ValueError):
     """A clock setting the sandbox cannot use."""
 
@@ -37,15 +43,23 @@ class Clock:
                 return self.frozen_at
             return self._system() + self.offset
 
+    @staticmethod
+    def _check(moment: datetime) -> datetime:
+        if not EARLIEST <= moment <= LATEST:
+            raise ClockError(f"{format_timestamp(moment)} is outside the clock's range "
+                             f"({format_timestamp(EARLIEST)} to {format_timestamp(LATEST)})")
+        return moment
+
     def freeze(self, at: datetime | None = None) -> None:
         with self._lock:
-            self.frozen_at = at if at is not None else self._system() + self.offset
+            self.frozen_at = self._check(at if at is not None else self._system() + self.offset)
             self.mode = "frozen"
             self.offset = timedelta(0)
 
     def run_from(self, at: datetime) -> None:
         """Tick in real time, starting now from `at`."""
         with self._lock:
+            self._check(at)
             self.mode = "system"
             self.offset = at - self._system()
             self.frozen_at = None
@@ -58,11 +72,36 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         with self._lock:
-            step = timedelta(seconds=seconds)
-            if self.mode == "frozen":
-                self.frozen_at = self.frozen_at + step
-            else:
-                self.offset += step
+            try:
+                step = timedelta(seconds=seconds)
+                if self.mode == "frozen":
+                    self.frozen_at = self._check(self.frozen_at + step)
+                else:
+                    self._check(self._system() + self.offset + step)
+                    self.offset += step
+            except OverflowError:
+                raise ClockError(f"advancing by {seconds} s leaves the clock's range") from None
+
+    def state(self) -> dict:
+        """What export and the state file keep of the clock."""
+        with self._lock:
+            return {"mode": self.mode,
+                    "frozen_at": format_timestamp(self.frozen_at) if self.frozen_at else None,
+                    "offset_seconds": self.offset.total_seconds()}
+
+    def restore(self, state: dict) -> None:
+        """Back to a `state()`; ClockError (and no change) when it cannot be used."""
+        try:
+            frozen_at = parse_timestamp(state["frozen_at"]) if state.get("frozen_at") else None
+            offset = timedelta(seconds=float(state.get("offset_seconds") or 0))
+        except (ValueError, OverflowError, TypeError, KeyError) as exc:
+            raise ClockError(f"clock state {state!r} cannot be used: {exc}") from None
+        if state["mode"] == "frozen" and frozen_at is None:
+            raise ClockError("a frozen clock needs frozen_at")
+        with self._lock:
+            if frozen_at is not None:
+                self._check(frozen_at)
+            self.mode, self.frozen_at, self.offset = state["mode"], frozen_at, offset
 
     def describe(self) -> dict:
         return {"mode": self.mode, "now": format_timestamp(self()),
@@ -80,7 +119,7 @@ class Clock:
                 self.run_from(parse_timestamp(value))
             else:
                 raise ClockError(f"unknown clock setting {setting!r}; use system, frozen[=TIME] or start=TIME")
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             if isinstance(exc, ClockError):
                 raise
             raise ClockError(f"{value!r} is not an ISO 8601 date-time") from None

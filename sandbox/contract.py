@@ -8,8 +8,6 @@ The order in which a request meets these checks is `sandbox.pipeline`'s business
 from __future__ import annotations
 
 import hmac
-import json
-import math
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -27,44 +25,10 @@ from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from sandbox.errors import ApiError, bad_request, unauthorized
+from sandbox.jsontext import strict_loads
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _BOOLEANS = ("true", "false")
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of the range of a JSON number")
-    return value
-
-
-def strict_json(data: bytes | str, **_parameters):
-    """JSON as RFC 8259 has it: no NaN or Infinity, no lone surrogates, bounded nesting.
-
-    Used by openapi-core for every request and response body, so what the sandbox accepts it can
-    also send back to a strict client (`JSON.parse`)."""
-    try:
-        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ValueError("it is nested too deeply") from None
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise ValueError("it holds a lone UTF-16 surrogate, which is not Unicode text")
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return value
 
 
 def _query_parameters(spec: dict) -> dict[tuple[str, str], dict[str, str]]:
@@ -159,7 +123,7 @@ class Contract:
         self.query_types = _query_parameters(spec)
         self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(
             spec_validator_cls=None,
-            extra_media_type_deserializers={"application/json": strict_json},
+            extra_media_type_deserializers={"application/json": strict_loads},
         ))
         # Touch the cached validators now, so the first request pays nothing extra.
         self._requests = self.openapi.request_validator

@@ -13,8 +13,16 @@ from sandbox import envelope
 from sandbox.clock import ClockError
 from sandbox.errors import ApiError, bad_request
 from sandbox.journal import Journal
+from sandbox.jsontext import strict_loads
 from sandbox.rules import DirectiveError
-from sandbox.runtime import NAMESPACE_HEADER, Namespace, NamespaceError, Sandbox
+from sandbox.runtime import (
+    DEFAULT_NAMESPACE,
+    NAMESPACE_HEADER,
+    Namespace,
+    NamespaceError,
+    Sandbox,
+    check_namespace_name,
+)
 from sandbox.seed import Scenario, ScenarioError, scenario_names
 from sandbox.snapshot import StateError
 from sandbox.timestamps import parse_timestamp
@@ -64,10 +72,14 @@ def business_summary(business) -> dict:
 
 
 def _json_object() -> dict:
-    """The request's JSON object body; no body counts as `{}`."""
-    if not flask.request.get_data(cache=True):
+    """The request's JSON object body (strict JSON, any content type); no body counts as `{}`."""
+    raw = flask.request.get_data(cache=True)
+    if not raw:
         return {}
-    payload = flask.request.get_json(silent=True, force=True)
+    try:
+        payload = strict_loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}", location="body", field="(root)") from None
     if not isinstance(payload, dict):
         raise bad_request("The body must be a JSON object", location="body", field="(root)")
     return payload
@@ -91,14 +103,17 @@ def _scenario(name: str, field: str = "scenario") -> Scenario:
         raise ApiError(500, str(exc)) from None
 
 
-def _int_arg(name: str) -> int | None:
+def _int_arg(name: str, minimum: int = 0) -> int | None:
     value = flask.request.args.get(name)
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise bad_request(f"{name} must be an integer", location="query", field=name) from None
+        number = None
+    if number is None or number < minimum:
+        raise bad_request(f"{name} must be an integer of at least {minimum}", location="query", field=name)
+    return number
 
 
 def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint:
@@ -188,30 +203,42 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
 
     @routes.post("/clock")
     def set_clock():
+        """All of the body's settings, or none of them."""
         payload = _json_object()
         clock = current().clock
         unknown = sorted(set(payload) - {"frozen_at", "start_at", "system", "advance_seconds", "freeze"})
         if unknown:
             raise bad_request(f"unknown clock fields: {', '.join(unknown)}", location="body", field=unknown[0])
+        moments = {}
+        for name in ("frozen_at", "start_at"):
+            if name in payload:
+                try:
+                    moments[name] = parse_timestamp(str(payload[name]))
+                except (ValueError, OverflowError):
+                    raise bad_request(f"Clock not changed: {name} {payload[name]!r} is not an ISO 8601 date-time",
+                                      location="body", field=name) from None
+        step = payload.get("advance_seconds")
+        if "advance_seconds" in payload and (isinstance(step, bool) or not isinstance(step, (int, float))):
+            raise bad_request("Clock not changed: advance_seconds must be a number of seconds",
+                              location="body", field="advance_seconds")
+        before = clock.state()
         try:
             if payload.get("system"):
                 clock.use_system()
-            if "frozen_at" in payload:
-                clock.freeze(parse_timestamp(str(payload["frozen_at"])))
+            if "frozen_at" in moments:
+                clock.freeze(moments["frozen_at"])
             elif payload.get("freeze"):
                 clock.freeze()
-            if "start_at" in payload:
-                clock.run_from(parse_timestamp(str(payload["start_at"])))
-            if "advance_seconds" in payload:
-                step = payload["advance_seconds"]
-                if isinstance(step, bool) or not isinstance(step, (int, float)) or abs(step) > 10**10:
-                    raise bad_request("advance_seconds must be a number of seconds", location="body",
-                                      field="advance_seconds")
+            if "start_at" in moments:
+                clock.run_from(moments["start_at"])
+            if step is not None:
                 clock.advance(step)
-        except (ClockError, ValueError, OverflowError) as exc:
-            field = next((k for k in ("frozen_at", "start_at") if k in payload), "(root)")
+            described = clock.describe()
+        except (ClockError, OverflowError) as exc:
+            clock.restore(before)
+            field = next((k for k in ("advance_seconds", "start_at", "frozen_at") if k in payload), "(root)")
             raise bad_request(f"Clock not changed: {exc}", location="body", field=field) from None
-        return envelope.data(clock.describe())
+        return envelope.data(described)
 
     # ------------------------------------------------------------------ rules
 
@@ -240,10 +267,19 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
 
     # ------------------------------------------------------------------ journal
 
+    def journal_namespace() -> str:
+        """The namespace a journal route reads, without creating it: entries can outlive it."""
+        name = flask.request.headers.get(NAMESPACE_HEADER) or DEFAULT_NAMESPACE
+        try:
+            check_namespace_name(name)
+        except NamespaceError as exc:
+            raise bad_request(str(exc), location="header", field=NAMESPACE_HEADER) from None
+        return name
+
     @routes.get("/requests")
     def requests():
         args = flask.request.args
-        namespace = current().name if args.get("namespace") is None else args["namespace"]
+        namespace = journal_namespace() if args.get("namespace") is None else args["namespace"]
         contract = args.get("contract")
         if contract not in (None, "pass", "fail", "skipped"):
             raise bad_request("contract is pass, fail or skipped", location="query", field="contract")
@@ -251,14 +287,14 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
             namespace=None if namespace == "*" else namespace,
             method=args.get("method"), path=args.get("path"), status=_int_arg("status"),
             operation_id=args.get("operation_id"), contract=contract, after=_int_arg("after"),
-            limit=_int_arg("limit"),
+            limit=_int_arg("limit", minimum=1),
         )
         return envelope.data(entries)
 
     @routes.delete("/requests")
     def clear_requests():
         everywhere = flask.request.args.get("namespace") == "*"
-        removed = journal.clear(None if everywhere else current().name)
+        removed = journal.clear(None if everywhere else journal_namespace())
         return envelope.data({"cleared": removed})
 
     # ------------------------------------------------------------------ namespaces
@@ -271,6 +307,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
     def drop_namespace(name: str):
         if not sandbox.drop(name):
             raise ApiError(404, f"No namespace {name!r}", {"field": "name", "resource": "namespace"})
+        journal.clear(name)
         return envelope.data({"deleted": name})
 
     return routes

@@ -30,6 +30,7 @@ def save(path: Path, namespaces: dict[str, dict]) -> int:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a state file is shared with tooling
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ Everything derived from the spec is built once, with the app.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -99,18 +100,19 @@ class Pipeline:
         error = None
         namespace = None
         try:
+            if len(headers.getlist(NAMESPACE_HEADER)) > 1:
+                raise NamespaceError(f"{NAMESPACE_HEADER} is given more than once")
             namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
             error = bad_request(str(exc), location="header", field=NAMESPACE_HEADER)
-        error = error or self.auth.check(headers)
+        error = error or self.auth.check(headers) or self.contract.request_error(request, operation_id)
+        notes["request_validation"] = "fail" if error else "pass"
         if error is None and self.rate_limiter is not None:
             allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
             if not allowed:
                 error = ApiError(429, f"Rate limit of {self.rate_limiter.limit} requests per second exceeded; "
                                       f"retry after {extra_headers['Retry-After']} s",
                                  kind=("RateLimited", "RateLimited"))
-        error = error or self.contract.request_error(request, operation_id)
-        notes["request_validation"] = "fail" if error else "pass"
 
         response = None
         if error is None:
@@ -146,6 +148,12 @@ class Pipeline:
         elif error is not None:
             notes["error"] = error.description
             notes["field"] = (error.meta or {}).get("field")
+        elif response.status_code >= 400:  # the handler's own Layer error (404, 422, ...)
+            try:
+                item = json.loads(response.data)["errors"][0]
+                notes["error"], notes["field"] = item["description"], (item.get("meta") or {}).get("field")
+            except (ValueError, KeyError, IndexError, TypeError):
+                pass
 
         for name, value in extra_headers.items():
             response.headers[name] = value
@@ -264,11 +272,11 @@ class Edge:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
                     message = {**message, "headers": headers + [self.UNCHECKED]}
-            elif message["type"] == "http.response.body" and not message.get("more_body") and not journaled:
-                # Journal before the last byte leaves: a client that reads the journal right after
-                # its response must find the entry there.
-                journaled = True
-                self._record(scope, notes, status[0] if status else None, started)
+                if not journaled:
+                    # Journal before any byte leaves: a client that reads the journal right after
+                    # its response must find the entry there.
+                    journaled = True
+                    self._record(scope, notes, message["status"], started)
             await send(message)
 
         try:

@@ -51,7 +51,7 @@ class Directive:
         if code is not None:
             try:
                 code = int(code)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise problem("code", f"{code!r} is not an HTTP status") from None
             if not 100 <= code <= 599 or isinstance(code, bool):
                 raise problem("code", f"{code} is not an HTTP status")
@@ -61,7 +61,7 @@ class Directive:
         if delay is not None:
             try:
                 delay_ms = int(delay)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise problem("delay", f"{delay!r} is not a number of milliseconds") from None
             if isinstance(delay, bool) or not 0 <= delay_ms <= MAX_DELAY_MS:
                 raise problem("delay", f"must be 0 to {MAX_DELAY_MS} milliseconds")

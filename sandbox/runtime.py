@@ -13,10 +13,10 @@ import threading
 from dataclasses import dataclass, field
 
 from sandbox import persistence
-from sandbox.clock import Clock
+from sandbox.clock import Clock, ClockError
 from sandbox.config import Config
 from sandbox.rules import RuleBook
-from sandbox.seed import Scenario, ScenarioError, build_store
+from sandbox.seed import Scenario, ScenarioError, build_store, scenario_names
 from sandbox.snapshot import StateError, export_store, import_store
 from sandbox.store import Store
 
@@ -47,21 +47,30 @@ class Namespace:
         self.rules.clear()
 
     def export(self) -> dict:
-        return {**export_store(self.store), "namespace": self.name, "scenario": self.scenario.name, "seed": self.seed}
+        return {**export_store(self.store), "namespace": self.name, "scenario": self.scenario.name,
+                "seed": self.seed, "clock": self.clock.state()}
 
     def load(self, document: dict) -> None:
         """Replace the data with an exported document, all or nothing (StateError on any problem).
 
-        The document's seed and scenario, when it names a known one, become what reset returns to.
+        The document's seed and scenario (a known scenario name) become what reset returns to,
+        and its clock setting is restored.
         """
-        self.store = import_store(document, clock=self.clock)
-        if isinstance(document.get("seed"), int) and not isinstance(document["seed"], bool):
-            self.seed = document["seed"]
-        if isinstance(document.get("scenario"), str):
+        store = import_store(document, clock=self.clock)  # checks the whole document first
+        scenario = self.scenario
+        name = document.get("scenario")
+        if name in scenario_names():
             try:
-                self.scenario = Scenario.load(document["scenario"])
-            except ScenarioError:
-                pass
+                scenario = Scenario.load(name)
+            except ScenarioError as exc:
+                raise StateError([f"scenario: {exc}"]) from None
+        if "clock" in document:
+            try:
+                self.clock.restore(document["clock"])
+            except ClockError as exc:
+                raise StateError([f"clock: {exc}"]) from None
+        self.store, self.scenario = store, scenario
+        self.seed = document.get("seed", self.seed)
 
 
 class Sandbox:

@@ -25,6 +25,7 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
+from sandbox.jsontext import portable_problem
 from sandbox.store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
 from sandbox.timestamps import normalize_timestamp
 
@@ -86,7 +87,9 @@ def _export_business(business: Business) -> dict:
 
 # ------------------------------------------------------------------------------ schema
 
-_UUID = {"type": "string", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
+# Lower case, as the sandbox writes them (clients' ids are looked up lower-cased).
+_UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_EXTERNAL_ID = {"type": ["string", "null"], "minLength": 1}
 _TEXT = {"type": ["string", "null"]}
 _AMOUNT = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 _TAG = {
@@ -105,6 +108,15 @@ _SCHEMA = {
     "required": ["format", "businesses"],
     "properties": {
         "format": {"const": FORMAT},
+        "namespace": {"type": "string"},
+        "scenario": {"type": "string"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "clock": {
+            "type": "object",
+            "required": ["mode"],
+            "properties": {"mode": {"enum": ["system", "frozen"]}, "frozen_at": _TEXT,
+                           "offset_seconds": {"type": "number", "minimum": -1e11, "maximum": 1e11}},
+        },
         "id_generator": {
             "type": "array", "minItems": 3, "maxItems": 3,
             "prefixItems": [{"type": "integer"},
@@ -134,7 +146,7 @@ _SCHEMA = {
                         "type": "object",
                         "required": ["id"],
                         "properties": {
-                            "id": _UUID, "external_id": _TEXT, "individual_name": _TEXT, "company_name": _TEXT,
+                            "id": _UUID, "external_id": _EXTERNAL_ID, "individual_name": _TEXT, "company_name": _TEXT,
                             "email": _TEXT, "mobile_phone": _TEXT, "office_phone": _TEXT,
                             "address_string": _TEXT, "memo": _TEXT, "status": {"enum": ["ACTIVE", "ARCHIVED"]},
                             "transaction_tags": _TAGS,
@@ -158,7 +170,7 @@ _SCHEMA = {
                         "required": ["id", "customer", "line_items", "created_at", "updated_at"],
                         "properties": {
                             "id": _UUID,
-                            "external_id": _TEXT,
+                            "external_id": _EXTERNAL_ID,
                             "customer": {"type": "object", "required": ["id"], "properties": {"id": _UUID}},
                             "sent_at": _TEXT,
                             "line_items": {"type": "array", "minItems": 1, "items": {
@@ -199,6 +211,9 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 def import_store(document, clock: Callable | None = None) -> Store:
     """A new store from an exported document; StateError lists every problem found."""
+    portable = portable_problem(document)
+    if portable:
+        raise StateError([f"(document): {portable}"])
     schema_problems = [f"{_where(e)}: {e.message}" for e in _VALIDATOR.iter_errors(document)]
     if schema_problems:
         raise StateError(sorted(schema_problems)[:50])
@@ -211,6 +226,8 @@ def import_store(document, clock: Callable | None = None) -> Store:
     ids = IdSource(0)
     if "id_generator" in document:
         version, internal, gauss = document["id_generator"]
+        if not any(internal[:624]):
+            raise StateError(["id_generator: an all-zero generator state would repeat itself"])
         try:
             ids.set_state((version, tuple(internal), gauss))
         except (ValueError, TypeError) as exc:
@@ -266,6 +283,11 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
             a.get("account_type_display", a["account_type"].title()), a["account_subtype"],
             a.get("account_subtype_display", a["account_subtype"].replace("_", " ").title()),
         )
+    for kind, field, items in (("customer", "external_id", item["customers"]),
+                               ("ledger account", "stable_name", item["ledger_accounts"])):
+        for value, count in Counter(i.get(field) for i in items if i.get(field) is not None).items():
+            if count > 1:
+                problems.append(f"{where}: {count} {kind}s share {field} {value!r}")
     for c in item["customers"]:
         business.customers[c["id"]] = Customer(
             id=c["id"], external_id=c.get("external_id"), individual_name=c.get("individual_name"),
@@ -282,6 +304,19 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
         )
     business.tag_dimensions = dict(item.get("tag_dimensions") or {})
     business.tag_definitions = {(d["key"], d["value"]): d["id"] for d in item.get("tag_definitions") or []}
+
+    def check_tags(tags: list[Tag], at: str) -> list[Tag]:
+        """Tags must agree with the business's dimensions and values (registered on first sight)."""
+        for n, tag in enumerate(tags):
+            dimension = business.tag_dimensions.setdefault(tag.key, tag.dimension_id)
+            definition = business.tag_definitions.setdefault((tag.key, tag.value), tag.definition_id)
+            if (dimension, definition) != (tag.dimension_id, tag.definition_id):
+                problems.append(f"{at}[{n}]: dimension_id/definition_id disagree with the business's tag "
+                                f"{tag.key}={tag.value}")
+        return tags
+
+    for n, customer in enumerate(business.customers.values()):
+        check_tags(customer.transaction_tags, f"{where}.customers[{n}].transaction_tags")
 
     applied: Counter = Counter()
     live_external_ids: Counter = Counter()
@@ -300,18 +335,25 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
             lines.append(LineItem(
                 line["id"], account, line["amount"], line.get("memo"),
                 _metadata(line.get("metadata"), f"{at}.line_items[{m}].metadata", problems),
-                line.get("reference_number"), _tags(line.get("transaction_tags")),
+                line.get("reference_number"),
+                check_tags(_tags(line.get("transaction_tags")), f"{at}.line_items[{m}].transaction_tags"),
             ))
+        if sum(line.amount for line in lines) > INT64_MAX:
+            problems.append(f"{at}.line_items: the total exceeds the int64 range")
         deleted_at = _timestamp(c.get("deleted_at"), f"{at}.deleted_at", problems)
         credit = CustomerCredit(
             id=c["id"], business_id=business.id, customer=customer, line_items=lines,
             created_at=_timestamp(c["created_at"], f"{at}.created_at", problems),
             updated_at=_timestamp(c["updated_at"], f"{at}.updated_at", problems),
             external_id=c.get("external_id"), sent_at=_timestamp(c.get("sent_at"), f"{at}.sent_at", problems),
-            deleted_at=deleted_at, transaction_tags=_tags(c.get("transaction_tags")), memo=c.get("memo"),
+            deleted_at=deleted_at, memo=c.get("memo"),
+            transaction_tags=check_tags(_tags(c.get("transaction_tags")), f"{at}.transaction_tags"),
             metadata=_metadata(c.get("metadata"), f"{at}.metadata", problems),
             reference_number=c.get("reference_number"),
         )
+        stamps = [credit.created_at, credit.updated_at] + ([deleted_at] if deleted_at else [])
+        if None not in stamps and stamps != sorted(stamps):
+            problems.append(f"{at}: created_at <= updated_at (<= deleted_at) does not hold")
         for m, a in enumerate(c.get("allocations") or []):
             invoice = business.invoices.get(a["invoice_id"])
             if a["customer_credit_id"] != credit.id:

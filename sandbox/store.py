@@ -148,6 +148,7 @@ class Store:
     def credit(self, business_id: str, credit_id: str) -> CustomerCredit:
         """A live credit of this business; deleted ones and other businesses' ones are 'not found'."""
         with self.lock:
+            business_id = business_id.lower()
             business = self.business(business_id)
             credit = business.credits.get(credit_id.lower())
             if credit is None or credit.is_deleted:
@@ -167,6 +168,7 @@ class Store:
         with_total: bool = False,
     ) -> Page:
         with self.lock:
+            business_id = business_id.lower()
             business = self.business(business_id)
             if filters.customer_id is not None and filters.customer_id.lower() not in business.customers:
                 raise NotFound(f"Customer {filters.customer_id} not found", field="customer_id",
@@ -194,6 +196,7 @@ class Store:
         Returns the credit and whether it was created.
         """
         with self.lock:
+            business_id = business_id.lower()
             business = self.business(business_id)
             external_id = params.get("external_id")
             existing_id = self._external_ids[business_id].get(external_id) if external_id else None
@@ -203,12 +206,14 @@ class Store:
 
     def update_credit(self, business_id: str, credit_id: str, params: dict) -> CustomerCredit:
         with self.lock:
+            business_id = business_id.lower()
             credit = self.credit(business_id, credit_id)
             return self._update(self.businesses[business_id], credit, params)
 
     def delete_credit(self, business_id: str, credit_id: str) -> CustomerCredit:
         """Soft delete: stamp `deleted_at`, free its allocations, drop it from lists."""
         with self.lock:
+            business_id = business_id.lower()
             credit = self.credit(business_id, credit_id)
             business = self.businesses[business_id]
             self._unindex(business, credit)
@@ -222,6 +227,8 @@ class Store:
     def _create(self, business: Business, params: dict) -> CustomerCredit:
         customer = self._resolve_customer(business, params, current=None)
         credit_id = self.ids.new()
+        while credit_id in business.credits:  # an imported id generator may replay old ids
+            credit_id = self.ids.new()
         lines = self._build_lines(business, params["line_items"])
         allocations = self._build_allocations(
             business, credit_id, params.get("allocations") or [], customer, lines, own=()

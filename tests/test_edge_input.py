@@ -119,3 +119,16 @@ def test_uuids_are_case_insensitive(api, business):
 def test_negative_seeds_are_refused(tmp_path):
     result = subprocess.run(sandbox_command() + ["--seed", "-7"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_an_upper_case_business_id_works_on_every_operation(api, business):
+    upper = business["id"].upper()
+    assert api.get(credits_path(upper)).status_code == 200
+    created = api.post(credits_path(upper), json={"customer_id": business["customers"][0]["id"], "external_id": "up-1",
+                                                   "line_items": [stable_line("SALES")]})
+    assert created.status_code == 201
+    again = api.post(credits_path(upper), json={"external_id": "up-1", "line_items": [stable_line("SALES", 7)]})
+    assert again.status_code == 200 and again.json()["data"]["id"] == created.json()["data"]["id"]
+    credit_id = created.json()["data"]["id"]
+    assert api.patch(credits_path(upper, credit_id), json={"memo": "x"}).status_code == 200
+    assert api.delete(credits_path(upper, credit_id)).status_code == 200

@@ -214,6 +214,7 @@ def test_rate_limit_headers_and_429(tmp_path, check):
                 assert int(response.headers["x-ratelimit-reset"]) > 0
             for response in limited:
                 assert response.headers["x-ratelimit-remaining"] == "0"
+                assert response.headers["x-sandbox-contract"] == "request=pass; response=pass"
                 assert int(response.headers["retry-after"]) >= 1
                 [error] = response.json()["errors"]
                 assert error["type"] == "RateLimited" and "3 requests per second" in error["description"]
@@ -226,3 +227,60 @@ def test_rate_limit_headers_and_429(tmp_path, check):
             assert httpx.get(server.base_url + path).status_code == 401
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------------- hardening
+
+@pytest.mark.parametrize("body", [{"start_at": "9999-12-31T23:59:59Z"}, {"frozen_at": "0001-01-01T00:00:00+01:00"},
+                                  {"frozen_at": "2026-01-01T00:00:00Z", "advance_seconds": "x"},
+                                  {"system": True, "frozen_at": "nope"}, {"advance_seconds": 1e300}])
+def test_a_refused_clock_setting_changes_nothing(api, body):
+    api.post("/__sandbox/clock", json={"frozen_at": "2026-06-01T00:00:00Z"})
+    response = api.post("/__sandbox/clock", json=body)
+    assert response.status_code == 400, response.text
+    assert api.get("/__sandbox/clock").json()["data"]["now"] == "2026-06-01T00:00:00.000000Z"
+    api.post("/__sandbox/clock", json={"system": True})
+
+
+def test_the_clock_cannot_be_advanced_out_of_range(api, business):
+    refused = 0
+    for _ in range(30):
+        refused += api.post("/__sandbox/clock", json={"advance_seconds": 1e10}).status_code == 400
+    assert refused > 0
+    assert api.get("/__sandbox/clock").status_code == 200
+    assert api.post(credits_path(business["id"]), json={"customer_id": business["customers"][0]["id"],
+                                                        "line_items": [stable_line("SALES")]}).status_code == 201
+    api.post("/__sandbox/clock", json={"system": True})
+
+
+def test_two_namespace_headers_are_400(sandbox, business):
+    response = httpx.get(sandbox.base_url + credits_path(business["id"]),
+                         headers=[("Authorization", "Bearer t"), (NS, "nsa"), (NS, "nsb")])
+    assert response.status_code == 400 and response.json()["errors"][0]["meta"]["field"] == NS
+
+
+@pytest.mark.parametrize("raw", [b'{"code": 1e400}', b'{"delay": 1e400, "code": 500}', b"[" * 100000])
+def test_odd_control_bodies_are_400(api, raw):
+    for method, path in (("POST", "/__sandbox/rules"), ("PUT", "/__sandbox/state"), ("POST", "/__sandbox/clock")):
+        response = api.request(method, path, content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (path, response.text)
+
+
+def test_journal_reads_do_not_create_namespaces_and_deleting_one_clears_its_entries(api, job, business):
+    job.get(credits_path(business["id"]))
+    peek = httpx.get(f"{api.base_url}/__sandbox/requests", headers={NS: "never-used"})
+    assert peek.status_code == 200 and peek.json()["data"] == []
+    assert "never-used" not in {n["namespace"] for n in api.get("/__sandbox/namespaces").json()["data"]}
+    assert api.get("/__sandbox/requests", params={"namespace": "job-17"}).json()["data"]
+    api.delete("/__sandbox/namespaces/job-17")
+    assert api.get("/__sandbox/requests", params={"namespace": "job-17"}).json()["data"] == []
+    assert api.get("/__sandbox/requests", params={"limit": -2}).status_code == 400
+
+
+def test_the_journal_names_handler_errors(api, business):
+    api.delete("/__sandbox/requests")
+    api.get(credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a"))
+    api.post(credits_path(business["id"]), json={"line_items": [stable_line("SALES")]})
+    missing, unprocessable = api.get("/__sandbox/requests").json()["data"]
+    assert missing["status"] == 404 and "not found" in missing["error"] and missing["field"] == "customerCreditId"
+    assert unprocessable["status"] == 422 and unprocessable["field"] == "customer_id"

@@ -194,3 +194,87 @@ def test_a_bad_import_is_rejected_whole_and_changes_nothing(api, business, how):
     [error] = response.json()["errors"]
     assert "nothing changed" in error["description"] or how == "not-json-object"
     assert api.get("/__sandbox/state").json()["data"] == before
+
+
+@pytest.mark.parametrize("raw, problem", [
+    (lambda doc: doc.replace('"metadata":null', '"metadata":{"x":NaN}', 1), "not valid JSON"),
+    (lambda doc: doc.replace('"memo":null', '"memo":"\\ud800"', 1), "surrogate"),
+    (lambda doc: doc.replace(doc[doc.index('"id":"') + 6:doc.index('"id":"') + 42],
+                             doc[doc.index('"id":"') + 6:doc.index('"id":"') + 42].upper()), "does not match"),
+    (lambda doc: doc.replace('"id_generator":[3,[', '"id_generator":[3,[0,', 1), "id_generator"),
+])
+def test_imports_that_could_not_be_served_back_are_refused(api, raw, problem):
+    exported = api.get("/__sandbox/state").content.decode()
+    before = api.get("/__sandbox/state").json()
+    document = raw(exported)
+    assert document != exported
+    response = api.put("/__sandbox/state", content=document.encode("utf-8", "surrogatepass"),
+                       headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert problem in response.text
+    assert api.get("/__sandbox/state").json() == before
+
+
+def test_inconsistent_imports_are_refused(api):
+    exported = api.get("/__sandbox/state").json()["data"]
+    business = exported["businesses"][0]
+    cases = []
+    doc = copy.deepcopy(exported)
+    with_ext = [c for c in doc["businesses"][0]["customers"] if c["external_id"]]
+    with_ext[1]["external_id"] = with_ext[0]["external_id"]
+    cases.append((doc, "share external_id"))
+    doc = copy.deepcopy(exported)
+    tagged = next(c for c in doc["businesses"][0]["customer_credits"] if c["transaction_tags"])
+    tagged["transaction_tags"][0]["dimension_id"] = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    cases.append((doc, "disagree"))
+    doc = copy.deepcopy(exported)
+    credit = doc["businesses"][0]["customer_credits"][0]
+    credit["updated_at"] = "2000-01-01T00:00:00Z"
+    cases.append((doc, "created_at <= updated_at"))
+    doc = copy.deepcopy(exported)
+    doc["seed"] = -5
+    cases.append((doc, "seed"))
+    doc = copy.deepcopy(exported)
+    doc["businesses"][0]["customer_credits"][0]["external_id"] = ""
+    cases.append((doc, "external_id"))
+    doc = copy.deepcopy(exported)
+    doc["clock"] = {"mode": "frozen", "frozen_at": None}
+    cases.append((doc, "clock"))
+    before = api.get("/__sandbox/state").json()
+    for document, problem in cases:
+        response = api.put("/__sandbox/state", json=document)
+        assert response.status_code == 400, problem
+        assert problem in response.text, (problem, response.text[:500])
+        assert api.get("/__sandbox/state").json() == before
+    assert business
+
+
+def test_an_imported_scenario_path_is_never_read(api, tmp_path):
+    exported = api.get("/__sandbox/state").json()["data"]
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("extends: {a: 1}\n")
+    response = api.put("/__sandbox/state", json={**exported, "scenario": str(evil)})
+    assert response.status_code == 200
+    assert response.json()["data"]["scenario"] == "default"
+
+
+def test_a_replayed_id_generator_never_overwrites_a_credit(api, business):
+    early = api.get("/__sandbox/state").json()["data"]
+    created = api.post(credits_path(business["id"]), json={"customer_id": business["customers"][0]["id"],
+                                                            "line_items": [stable_line("SALES", 11)]}).json()["data"]
+    later = api.get("/__sandbox/state").json()["data"]
+    assert api.put("/__sandbox/state", json={**later, "id_generator": early["id_generator"]}).status_code == 200
+    again = api.post(credits_path(business["id"]), json={"customer_id": business["customers"][0]["id"],
+                                                          "line_items": [stable_line("SALES", 22)]}).json()["data"]
+    assert again["id"] != created["id"]
+    ids = [c["id"] for c in all_credits(api, business["id"])]
+    assert len(ids) == len(set(ids)) and created["id"] in ids
+
+
+def test_the_clock_travels_with_the_state(api):
+    api.post("/__sandbox/clock", json={"frozen_at": "2027-02-03T04:05:06Z"})
+    exported = api.get("/__sandbox/state").json()["data"]
+    api.post("/__sandbox/clock", json={"system": True})
+    api.put("/__sandbox/state", json=exported)
+    assert api.get("/__sandbox/clock").json()["data"]["now"] == "2027-02-03T04:05:06.000000Z"
+    api.post("/__sandbox/clock", json={"system": True})

@@ -1,0 +1,56 @@
+"""JSON as RFC 8259 has it, for everything the sandbox reads: no NaN or Infinity, no lone
+surrogates, bounded nesting.
+
+What the sandbox accepts it must be able to send back to a strict client (`JSON.parse`), so the
+API bodies (through openapi-core), the control routes and state imports all read JSON here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a JSON number")
+    return value
+
+
+def portable_problem(value) -> str | None:
+    """Why a parsed value could not be sent as portable JSON, or None."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "it holds a lone UTF-16 surrogate, which is not Unicode text"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item} is not a JSON number"
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def strict_loads(data: bytes | str, **_parameters):
+    """Parse JSON strictly; ValueError says what is wrong."""
+    try:
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    problem = portable_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
