@@ -59,24 +59,35 @@ def _flask_response(error: ApiError):
     return flask.Response(error.encode(), status=error.status, mimetype=JSON, headers=error.headers)
 
 
+def _werkzeug_error(exc: WerkzeugHTTPException):
+    error = from_http_status(exc.code, exc.description)
+    allow = dict(exc.get_headers()).get("Allow")
+    if allow:
+        error.headers["Allow"] = allow
+    return _flask_response(error)
+
+
 def _install_flask_error_handlers(flask_app) -> None:
     """Errors raised inside Flask become Layer errors there, so the contract step sees them."""
     flask_app.register_error_handler(ApiError, _flask_response)
     flask_app.register_error_handler(StoreError, lambda exc: _flask_response(from_store_error(exc)))
-    flask_app.register_error_handler(
-        WerkzeugHTTPException, lambda exc: _flask_response(from_http_status(exc.code, exc.description))
-    )
+    flask_app.register_error_handler(WerkzeugHTTPException, _werkzeug_error)
     flask_app.register_error_handler(Exception, lambda exc: _flask_response(internal_error(exc)))
 
 
-def _connexion_error(_request, exc) -> ConnexionResponse:
-    """Errors raised above Flask (routing: unknown method, ...) become Layer errors too."""
-    if isinstance(exc, StarletteHTTPException):
-        error = from_http_status(exc.status_code, exc.detail)
-    else:
-        error = internal_error(exc)
-    return ConnexionResponse(status_code=error.status, mimetype=JSON, body=error.encode(),
-                             headers=dict(error.headers))
+def _connexion_errors(contract: Contract):
+    def handle(request, exc) -> ConnexionResponse:
+        """Errors raised above Flask (routing: unknown method, ...) become Layer errors too."""
+        if isinstance(exc, StarletteHTTPException):
+            error = from_http_status(exc.status_code, exc.detail)
+            if exc.status_code == 405:  # every method of the path, not just one route's
+                error.headers["Allow"] = contract.allowed_methods(request.url.path) or (exc.headers or {}).get("Allow", "")
+        else:
+            error = internal_error(exc)
+        return ConnexionResponse(status_code=error.status, mimetype=JSON, body=error.encode(),
+                                 headers=dict(error.headers))
+
+    return handle
 
 
 class _Routing(RoutingMiddleware):
@@ -165,7 +176,7 @@ def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> con
     app.app.json.compact = True
     _install_flask_error_handlers(app.app)
     app.app.register_blueprint(control.blueprint(sandbox, journal, save_state))
-    app.add_error_handler(StarletteHTTPException, _connexion_error)
-    app.add_error_handler(Exception, _connexion_error)
+    app.add_error_handler(StarletteHTTPException, _connexion_errors(contract))
+    app.add_error_handler(Exception, _connexion_errors(contract))
     app.sandbox = sandbox
     return app

@@ -97,6 +97,14 @@ def _named_fields(error) -> list[str]:
     return [_field_name(error.absolute_path)]
 
 
+def _one_of_required(error) -> list[str] | None:
+    """The names of an `anyOf` of `required` lists (one of them must be given), else None."""
+    options = error.validator_value if error.validator == "anyOf" else None
+    if not options or not all(set(option) == {"required"} for option in options):
+        return None
+    return [name for option in options for name in option["required"]]
+
+
 def _schema_errors(exc: BaseException) -> list[tuple[str, str]]:
     """`(field, message)` for each problem under an openapi-core exception."""
     cause = exc.__cause__
@@ -104,7 +112,14 @@ def _schema_errors(exc: BaseException) -> list[tuple[str, str]]:
         cause = cause.__cause__
     if cause is None:
         return [("(root)", str(exc.__cause__ or exc))]
-    return [(", ".join(_named_fields(error)), error.message) for error in cause.schema_errors]
+    problems = []
+    for error in cause.schema_errors:
+        names = _one_of_required(error)
+        if names:
+            problems.append((_field_name(error.absolute_path, names[0]), f"{' or '.join(names)} is required"))
+        else:
+            problems.append((", ".join(_named_fields(error)), error.message))
+    return problems
 
 
 def _lines(problems: list[tuple[str, str]]) -> list[str]:
@@ -121,6 +136,11 @@ class Contract:
 
     def __init__(self, spec: dict) -> None:
         self.query_types = _query_parameters(spec)
+        self._routes = [
+            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
+             ", ".join(m.upper() for m in item if isinstance(item[m], dict) and "operationId" in item[m]))
+            for path, item in spec["paths"].items()
+        ]
         self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(
             spec_validator_cls=None,
             extra_media_type_deserializers={"application/json": strict_loads},
@@ -128,6 +148,13 @@ class Contract:
         # Touch the cached validators now, so the first request pays nothing extra.
         self._requests = self.openapi.request_validator
         self._responses = self.openapi.response_validator
+
+    def allowed_methods(self, path: str) -> str | None:
+        """The `Allow` header for a path of the contract (None when it is no such path)."""
+        for pattern, methods in self._routes:
+            if pattern.match(path):
+                return methods
+        return None
 
     def _query_error(self, request: ContractRequest, operation_id: str) -> ApiError | None:
         """What openapi-core lets through but connexion would read differently: a parameter given

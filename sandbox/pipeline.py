@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 
 from werkzeug.datastructures import Headers
@@ -44,6 +45,7 @@ ROUTING_CONTEXT = "connexion_routing"
 NOTES = "layer_sandbox"
 CONTRACT_HEADER = "X-Sandbox-Contract"
 UNCHECKED_PATHS = ("/__sandbox", "/ui", "/openapi.json")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 NAMESPACE_PREFIX = "/__ns/"
 
 
@@ -86,7 +88,8 @@ class Pipeline:
             return
         notes = scope["extensions"].setdefault(NOTES, {})
         if scope["method"] == "HEAD":  # Starlette routes HEAD to GET operations; Layer has none
-            error = ApiError(405, "This route does not take HEAD", headers={"Allow": "GET"})
+            allow = self.contract.allowed_methods(scope["path"]) or "GET"
+            error = ApiError(405, "This route does not take HEAD", headers={"Allow": allow})
             await self._send(scope, send, _error_response(error), None, notes, unchecked=True)
             return
         notes["operation_id"] = operation_id
@@ -258,6 +261,11 @@ class Edge:
         started = time.perf_counter()
         if scope["path"].startswith(NAMESPACE_PREFIX):
             scope = _namespace_from_path(scope)
+        if _CONTROL_CHARACTER.search(scope["path"]):
+            # No route has one; and Starlette and werkzeug disagree on whether `[^/]+` takes a
+            # newline, so such a path must not reach routing at all.
+            await self._refuse(scope, send, started)
+            return
         notes = scope.setdefault("extensions", {}).setdefault(NOTES, {})
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None:
@@ -284,6 +292,13 @@ class Edge:
         finally:
             if not journaled:  # no complete response: a fault, or a failure
                 self._record(scope, notes, status[0] if status else None, started)
+
+    async def _refuse(self, scope, send, started: float) -> None:
+        body = ApiError(404, "No such route: the path holds control characters").encode()
+        await send({"type": "http.response.start", "status": 404, "headers": [
+            (b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode()), self.UNCHECKED]})
+        await send({"type": "http.response.body", "body": body})
+        self._record(scope, {}, 404, started)
 
     def _record(self, scope, notes: dict, status: int | None, started: float) -> None:
         headers = _headers(scope["headers"])

@@ -94,7 +94,7 @@ def test_head_is_405_not_500(api, business):
     for path in (credits_path(business["id"]), credits_path(business["id"], credit["id"])):
         response = api.head(path)
         assert response.status_code == 405
-        assert response.headers["allow"] == "GET"
+        assert "GET" in response.headers["allow"].split(", ") and "HEAD" not in response.headers["allow"]
 
 
 def test_a_trailing_slash_is_a_json_404(api, business):
@@ -127,7 +127,8 @@ def test_an_upper_case_business_id_works_on_every_operation(api, business):
     created = api.post(credits_path(upper), json={"customer_id": business["customers"][0]["id"], "external_id": "up-1",
                                                    "line_items": [stable_line("SALES")]})
     assert created.status_code == 201
-    again = api.post(credits_path(upper), json={"external_id": "up-1", "line_items": [stable_line("SALES", 7)]})
+    again = api.post(credits_path(upper), json={"external_id": "up-1", "customer_id": business["customers"][0]["id"],
+                                                 "line_items": [stable_line("SALES", 7)]})
     assert again.status_code == 200 and again.json()["data"]["id"] == created.json()["data"]["id"]
     credit_id = created.json()["data"]["id"]
     assert api.patch(credits_path(upper, credit_id), json={"memo": "x"}).status_code == 200

@@ -30,7 +30,8 @@ def test_prefer_example_picks_a_named_example(api, path):
     response = api.get(f"{path}/{UNKNOWN}", headers={"Prefer": "example=business_not_found"})
     assert response.status_code == 404
     assert response.json()["errors"][0]["meta"]["resource"] == "business"
-    valid = {"line_items": [{"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}
+    valid = {"customer_id": UNKNOWN,
+             "line_items": [{"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}
     both = api.post(path, json=valid, headers={"Prefer": "code=422, example=allocations_exceed_total"})
     assert both.status_code == 422 and "exceeds" in both.json()["errors"][0]["description"]
     success = api.get(path, headers={"Prefer": "example=page"})

@@ -280,7 +280,9 @@ def test_journal_reads_do_not_create_namespaces_and_deleting_one_clears_its_entr
 def test_the_journal_names_handler_errors(api, business):
     api.delete("/__sandbox/requests")
     api.get(credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a"))
-    api.post(credits_path(business["id"]), json={"line_items": [stable_line("SALES")]})
+    others = [c for c in business["customers"] if c["external_id"]]
+    api.post(credits_path(business["id"]), json={"customer_id": others[0]["id"], "customer_external_id": others[1]["external_id"],
+                                                  "line_items": [stable_line("SALES")]})
     missing, unprocessable = api.get("/__sandbox/requests").json()["data"]
     assert missing["status"] == 404 and "not found" in missing["error"] and missing["field"] == "customerCreditId"
-    assert unprocessable["status"] == 422 and unprocessable["field"] == "customer_id"
+    assert unprocessable["status"] == 422 and unprocessable["field"] == "customer_external_id"
