@@ -13,7 +13,6 @@ import logging
 from functools import partial
 
 import connexion
-import yaml
 from connexion.jsonifier import Jsonifier
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
@@ -37,21 +36,11 @@ from sandbox.handlers import CreditHandlers
 from sandbox.journal import Journal
 from sandbox.pipeline import CONTRACT_HEADER, Edge, Pipeline
 from sandbox.ratelimit import RateLimiter
+from sandbox.resources import load_spec
 from sandbox.runtime import NAMESPACE_HEADER, Sandbox
 from sandbox.store import StoreError
 
 log = logging.getLogger("sandbox")
-
-try:
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-
-
-def load_spec(path) -> dict:
-    with open(path, "rb") as stream:
-        return yaml.load(stream, Loader=_Loader)
-
 
 def _flask_response(error: ApiError):
     import flask

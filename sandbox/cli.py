@@ -118,3 +118,21 @@ def main(ctx: click.Context, **options) -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
     server.run(sockets=[sock])
+
+
+@main.command("check-spec")
+@click.argument("file", type=_FILE)
+@click.option("--spec", "spec_path", type=_FILE, default=SPEC_PATH, show_default=True,
+              help="The contract to compare with.")
+def check_spec(file: Path, spec_path: Path) -> None:
+    """How a published Layer spec FILE differs from the sandbox's contract, and which of its own
+    statements contradict each other (exit status 1 when anything is found)."""
+    from sandbox.resources import load_spec
+    from sandbox.specdiff import SpecFileError, check, report
+
+    try:
+        found, diffs = check(file, load_spec(spec_path))
+    except SpecFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report(file, found, diffs))
+    sys.exit(1 if found or diffs else 0)

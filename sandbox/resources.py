@@ -20,3 +20,12 @@ SPEC_PATH = _resource("openapi.yaml")
 FIXTURES_DIR = _resource("fixtures")
 SCENARIOS_DIR = FIXTURES_DIR / "scenarios"
 DEFAULT_SCENARIO = "default"
+
+
+def load_spec(path) -> dict:
+    """A YAML document (the contract), parsed with libyaml when it is there."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path, "rb") as stream:
+        return yaml.load(stream, Loader=loader)

@@ -1,0 +1,226 @@
+"""`layer-sandbox check-spec FILE`: how a published Layer spec differs from the sandbox's
+contract, and which of its own statements contradict each other.
+
+Self-contradictions found in the file:
+- `required` names that are not among the schema's `properties`;
+- examples that fail the schema they illustrate;
+- siblings of `$ref` (`nullable`, `description`, `example`, ...), which OpenAPI 3.0 ignores.
+Differences from the sandbox's `openapi.yaml`: operations present on one side only, response
+statuses, parameters and request bodies of shared operations, and, schema by schema, properties,
+`required`, `type`, `format`, `nullable` and `enum`.
+
+A file may be an OpenAPI document (YAML or JSON) or a page that embeds one in a fenced
+```yaml block, as Layer's documentation pages do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import referencing
+import referencing.jsonschema
+import yaml
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+FIELDS = ("type", "format", "nullable", "enum")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "contradiction" or "difference"
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+class SpecFileError(ValueError):
+    """The file holds no OpenAPI document."""
+
+
+def load_document(path: Path) -> dict:
+    text = Path(path).read_text()
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        document = None
+    if not (isinstance(document, dict) and "openapi" in document):
+        block = re.search(r"^(`{3,})ya?ml[^\n]*\n(.*?)^\1", text, re.S | re.M)
+        if block is None:
+            raise SpecFileError(f"{path} is neither an OpenAPI document nor a page with a ```yaml block")
+        document = yaml.safe_load(block.group(2))
+    if not isinstance(document, dict) or "openapi" not in document:
+        raise SpecFileError(f"{path} holds no OpenAPI document")
+    return document
+
+
+def _pointer(parts) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _walk(node, parts=()):
+    """(path, dict) for every mapping in the document."""
+    if isinstance(node, dict):
+        yield parts, node
+        for key, value in node.items():
+            yield from _walk(value, parts + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, parts + (index,))
+
+
+def _resolve(document: dict, node):
+    seen = 0
+    while isinstance(node, dict) and "$ref" in node and seen < 50:
+        target = document
+        for token in node["$ref"].lstrip("#/").split("/"):
+            target = target.get(token.replace("~1", "/").replace("~0", "~"), {}) if isinstance(target, dict) else {}
+        node, seen = target, seen + 1
+    return node
+
+
+def _in_schemas(parts) -> bool:
+    return len(parts) >= 2 and parts[0] == "components" and parts[1] == "schemas" or "schema" in parts
+
+
+def contradictions(document: dict) -> list[Finding]:
+    findings: list[Finding] = []
+    resource = referencing.Resource.from_contents(document, default_specification=referencing.jsonschema.DRAFT4)
+    registry = referencing.Registry().with_resource("urn:document", resource)
+    for parts, node in _walk({k: v for k, v in document.items() if not str(k).startswith("x-")}):
+        where = _pointer(parts)
+        if "$ref" in node and len(node) > 1:
+            siblings = sorted(k for k in node if k != "$ref")
+            findings.append(Finding("contradiction", where,
+                                    f"$ref has siblings {', '.join(siblings)}, which OpenAPI 3.0 ignores"
+                                    + (" (so it is not nullable)" if "nullable" in siblings else "")))
+        if not _in_schemas(parts):
+            continue
+        required, properties = node.get("required"), node.get("properties")
+        if isinstance(required, list) and isinstance(properties, dict):
+            for name in required:
+                if name not in properties:
+                    findings.append(Finding("contradiction", where, f"requires {name!r}, which is not one of its properties"))
+        if "example" in node and parts and parts[-1] != "properties":
+            schema = {"$ref": f"urn:document#{where}"}
+            validator = OAS30Validator(schema, registry=registry, format_checker=oas30_format_checker)
+            errors = sorted({e.message for e in validator.iter_errors(node["example"])})
+            if errors:
+                findings.append(Finding("contradiction", where, f"its example fails its own schema: {'; '.join(errors[:3])}"))
+    return findings
+
+
+def _operations(document: dict) -> dict[tuple[str, str], dict]:
+    return {
+        (method.upper(), path): operation
+        for path, item in (document.get("paths") or {}).items()
+        for method, operation in item.items()
+        if method in METHODS and isinstance(operation, dict)
+    }
+
+
+def _unwrap(document: dict, node):
+    """A schema with its `$ref` resolved and a lone `allOf` (the `$ref`-with-siblings fix) opened."""
+    node = _resolve(document, node)
+    while isinstance(node, dict) and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
+        inner = _resolve(document, node["allOf"][0])
+        node = {**inner, **{k: v for k, v in node.items() if k != "allOf"}}
+    return node
+
+
+def _ref_target(node) -> str | None:
+    """The component a schema stands for (`$ref`, or a lone `allOf` of one), else None."""
+    if isinstance(node, dict) and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
+        node = node["allOf"][0]
+    return node.get("$ref") if isinstance(node, dict) else None
+
+
+def _compare_schema(published: dict, ours: dict, published_node, our_node, where: str, findings: list, depth: int = 0):
+    if depth > 0 and _ref_target(published_node) and _ref_target(published_node) == _ref_target(our_node):
+        return  # the same component on both sides: compared once, under #/components/schemas
+    original = published_node
+    published_node, our_node = _unwrap(published, published_node), _unwrap(ours, our_node)
+    if not isinstance(published_node, dict) or not isinstance(our_node, dict) or depth > 6:
+        return
+    their_props = published_node.get("properties") or {}
+    my_props = our_node.get("properties") or {}
+    if depth == 0 and "data" in my_props and "data" not in their_props and set(my_props) <= {"data", "meta"}:
+        findings.append(Finding("difference", where, "the sandbox wraps the body in Layer's {\"data\": ...} "
+                                                      "envelope; the published file sends it bare"))
+        _compare_schema(published, ours, original, my_props["data"], f"{where} data", findings, depth + 1)
+        return
+    for field in FIELDS:
+        mine, theirs = our_node.get(field), published_node.get(field)
+        if mine != theirs:
+            findings.append(Finding("difference", where, f"{field}: published {theirs!r}, sandbox {mine!r}"))
+    if published_node.get("required") is not None or our_node.get("required") is not None:
+        theirs, mine = set(published_node.get("required") or []), set(our_node.get("required") or [])
+        if theirs != mine:
+            findings.append(Finding("difference", where, "required: published only "
+                                    f"{sorted(theirs - mine)}, sandbox only {sorted(mine - theirs)}"))
+    theirs_props = their_props
+    for name in sorted(set(theirs_props) - set(my_props)):
+        findings.append(Finding("difference", f"{where}/properties/{name}", "published only"))
+    for name in sorted(set(my_props) - set(theirs_props)):
+        findings.append(Finding("difference", f"{where}/properties/{name}", "sandbox only"))
+    for name in sorted(set(theirs_props) & set(my_props)):
+        _compare_schema(published, ours, theirs_props[name], my_props[name], f"{where}/properties/{name}",
+                        findings, depth + 1)
+    if "items" in published_node and "items" in our_node:
+        _compare_schema(published, ours, published_node["items"], our_node["items"], f"{where}/items", findings, depth + 1)
+
+
+def differences(published: dict, ours: dict) -> list[Finding]:
+    findings: list[Finding] = []
+    theirs_ops, my_ops = _operations(published), _operations(ours)
+    for method, path in sorted(set(theirs_ops) - set(my_ops)):
+        findings.append(Finding("difference", f"{method} {path}", "published only"))
+    for method, path in sorted(set(my_ops) - set(theirs_ops)):
+        findings.append(Finding("difference", f"{method} {path}", "not in the published file (sandbox only)"))
+    for key in sorted(set(theirs_ops) & set(my_ops)):
+        theirs, mine = theirs_ops[key], my_ops[key]
+        where = f"{key[0]} {key[1]}"
+        if theirs.get("operationId") != mine.get("operationId"):
+            findings.append(Finding("difference", where, f"operationId: published {theirs.get('operationId')!r}, "
+                                                          f"sandbox {mine.get('operationId')!r}"))
+        their_status, my_status = set(theirs.get("responses") or {}), set(mine.get("responses") or {})
+        if their_status != my_status:
+            findings.append(Finding("difference", where, f"responses: published only {sorted(their_status - my_status)}, "
+                                                          f"sandbox only {sorted(my_status - their_status)}"))
+        their_params = {(p.get("in"), p.get("name")) for p in map(lambda p: _resolve(published, p), theirs.get("parameters") or [])}
+        my_params = {(p.get("in"), p.get("name")) for p in map(lambda p: _resolve(ours, p), mine.get("parameters") or [])}
+        if their_params != my_params:
+            findings.append(Finding("difference", where, f"parameters: published only {sorted(their_params - my_params)}, "
+                                                          f"sandbox only {sorted(my_params - their_params)}"))
+        if bool(theirs.get("requestBody")) != bool(mine.get("requestBody")):
+            findings.append(Finding("difference", where, "request body: present on one side only"))
+        for status in sorted(their_status & my_status):
+            their_schema = _resolve(published, theirs["responses"][status]).get("content", {}).get("application/json", {}).get("schema")
+            my_schema = _resolve(ours, mine["responses"][status]).get("content", {}).get("application/json", {}).get("schema")
+            if their_schema is not None and my_schema is not None:
+                _compare_schema(published, ours, their_schema, my_schema, f"{where} {status}", findings)
+    their_schemas = (published.get("components") or {}).get("schemas") or {}
+    my_schemas = (ours.get("components") or {}).get("schemas") or {}
+    for name in sorted(set(their_schemas) & set(my_schemas)):
+        _compare_schema(published, ours, their_schemas[name], my_schemas[name], f"#/components/schemas/{name}", findings)
+    for name in sorted(set(their_schemas) - set(my_schemas)):
+        findings.append(Finding("difference", f"#/components/schemas/{name}", "published only"))
+    return findings
+
+
+def check(path: Path, ours: dict) -> tuple[list[Finding], list[Finding]]:
+    published = load_document(path)
+    return contradictions(published), differences(published, ours)
+
+
+def report(path: Path, found: list[Finding], diffs: list[Finding]) -> str:
+    lines = [f"check-spec {path}",
+             f"{len(found)} self-contradiction(s) in the file:"]
+    lines += [f"  - {finding}" for finding in found] or ["  (none)"]
+    lines.append(f"{len(diffs)} difference(s) from the sandbox's openapi.yaml:")
+    lines += [f"  - {finding}" for finding in diffs] or ["  (none)"]
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""`layer-sandbox check-spec`: the published spec's own contradictions and its drift from ours."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from support import ROOT, SPEC_PATH, sandbox_command
+
+PUBLISHED = ROOT / "tests" / "data" / "layer-published-delete-customer-credit.md"  # a copy of ../shared/seeds
+
+
+def check_spec(path, cwd):
+    return subprocess.run(sandbox_command() + ["check-spec", str(path)], capture_output=True, text=True,
+                          timeout=60, cwd=cwd)
+
+
+def test_it_finds_the_known_defects_of_the_published_spec(tmp_path):
+    result = check_spec(PUBLISHED, tmp_path)
+    assert result.returncode == 1
+    out = result.stdout
+    contradictions = out.split("self-contradiction(s) in the file:")[1].split("difference(s)")[0]
+    for expected in [
+        "ApiCustomerCredit: requires 'received_at', which is not one of its properties",
+        "ApiCustomerCreditAllocation: requires 'invoice_payment_id', which is not one of its properties",
+        "ApiCustomerCredit/properties/metadata: $ref has siblings description, nullable, which OpenAPI 3.0 ignores (so it is not nullable)",
+        "ApiCustomerCreditLineItem/properties/metadata: $ref has siblings description, nullable",
+        "ApiCustomerCreditLineItem/properties/ledger_account: its example fails its own schema",
+        "ApiCustomerCredit/properties/customer: $ref has siblings description",
+        "AccountIdentifier/oneOf/0: $ref has siblings description, title",
+    ]:
+        assert expected in contradictions, expected
+    differences = out.split("difference(s) from the sandbox's openapi.yaml:")[1]
+    for expected in [
+        "envelope; the published file sends it bare",
+        "responses: published only [], sandbox only ['400', '401', '404', '429', '500']",
+        "#/components/schemas/ApiCustomerCredit/properties/deleted_at: nullable: published None, sandbox True",
+        "#/components/schemas/ApiCustomerData/properties/status: enum: published None, sandbox ['ACTIVE', 'ARCHIVED']",
+        "POST /v1/businesses/{businessId}/invoices/customer-credits: not in the published file",
+    ]:
+        assert expected in differences, expected
+
+
+def test_our_contract_is_consistent_and_identical_to_itself(tmp_path):
+    result = check_spec(SPEC_PATH, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "0 self-contradiction(s)" in result.stdout and "0 difference(s)" in result.stdout
+
+
+def test_a_drifted_copy_is_reported(tmp_path):
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    credit = spec["components"]["schemas"]["ApiCustomerCredit"]
+    credit["required"].append("voided_at")
+    credit["properties"]["memo"]["example"] = 42
+    spec["paths"]["/v1/businesses/{businessId}/invoices/customer-credits"]["get"]["responses"].pop("404")
+    drifted = tmp_path / "drifted.json"
+    drifted.write_text(yaml.safe_dump(spec))
+    result = check_spec(drifted, tmp_path)
+    assert result.returncode == 1
+    assert "requires 'voided_at', which is not one of its properties" in result.stdout
+    assert "ApiCustomerCredit/properties/memo: its example fails its own schema: 42 is not of type 'string'" in result.stdout
+    assert "responses: published only [], sandbox only ['404']" in result.stdout
+
+
+def test_a_file_without_a_spec_is_a_clear_error(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Not a spec\n\nJust words.\n")
+    result = check_spec(page, tmp_path)
+    assert result.returncode == 1 and "neither an OpenAPI document" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_copy_of_the_published_page_is_the_seed():
+    seed = ROOT.parent / "shared" / "seeds" / "000_93b18f32ebb8850f.txt"
+    if seed.exists():  # beside the checkout in CI and on developers' machines
+        assert PUBLISHED.read_bytes() == seed.read_bytes()
+    assert "delete /v1/businesses/{businessId}/invoices/customer-credits/{customerCreditId}" in PUBLISHED.read_text()
