@@ -136,3 +136,46 @@ def check_spec(file: Path, spec_path: Path) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(report(file, found, diffs))
     sys.exit(1 if found or diffs else 0)
+
+
+@main.command("proxy")
+@click.option("--upstream", required=True, envvar="LAYER_SANDBOX_UPSTREAM",
+              help="Base URL of the real Layer environment, e.g. https://sandbox.layerfi.com. [env LAYER_SANDBOX_UPSTREAM]")
+@click.option("--host", envvar="LAYER_SANDBOX_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", envvar="LAYER_SANDBOX_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+              show_default=True, help="Port to listen on.")
+@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every exchange as a JUnit test case (drift = failure) here on exit.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds to wait for the upstream.")
+@click.option("--journal-size", type=click.IntRange(0), default=1000, show_default=True,
+              help="How many recent exchanges GET /__sandbox/requests keeps.")
+@click.option("--spec", "spec_path", type=_FILE, default=SPEC_PATH, show_default=True,
+              help="The contract to validate against.")
+def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: float, journal_size: int,
+          spec_path: Path) -> None:
+    """Forward every call to a real Layer environment and report where it drifts from the contract."""
+    import copy
+
+    import uvicorn
+
+    from sandbox.contract import Contract
+    from sandbox.journal import Journal
+    from sandbox.proxy import ValidatingProxy
+    from sandbox.resources import load_spec
+
+    if not upstream.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--upstream")
+    app = ValidatingProxy(upstream, Contract(copy.deepcopy(load_spec(spec_path))), Journal(journal_size), timeout)
+    sock = _listening_socket(host, port)
+    click.echo(f"layer-sandbox proxy listening on http://{host}:{sock.getsockname()[1]} -> {upstream} "
+               f"(drift report: GET /__sandbox/requests{', JUnit: ' + str(junit_xml) if junit_xml else ''})")
+    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    server.run(sockets=[sock])
+    click.echo(app.summary())
+    if junit_xml is not None:
+        junit_xml.write_bytes(app.junit())
+        click.echo(f"JUnit XML written to {junit_xml}")

@@ -138,7 +138,7 @@ class Contract:
         self.query_types = _query_parameters(spec)
         self._routes = [
             (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
-             ", ".join(m.upper() for m in item if isinstance(item[m], dict) and "operationId" in item[m]))
+             {m.upper(): op["operationId"] for m, op in item.items() if isinstance(op, dict) and "operationId" in op})
             for path, item in spec["paths"].items()
         ]
         self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(
@@ -151,9 +151,16 @@ class Contract:
 
     def allowed_methods(self, path: str) -> str | None:
         """The `Allow` header for a path of the contract (None when it is no such path)."""
-        for pattern, methods in self._routes:
+        for pattern, operations in self._routes:
             if pattern.match(path):
-                return methods
+                return ", ".join(operations)
+        return None
+
+    def operation_for(self, method: str, path: str) -> str | None:
+        """The operationId for a method and a concrete path, or None."""
+        for pattern, operations in self._routes:
+            if pattern.match(path):
+                return operations.get(method.upper())
         return None
 
     def _query_error(self, request: ContractRequest, operation_id: str) -> ApiError | None:

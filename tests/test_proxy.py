@@ -1,0 +1,167 @@
+"""`layer-sandbox proxy`: forwarding to a (fake) Layer on loopback, validating both ways, reporting drift."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import threading
+import xml.etree.ElementTree as ElementTree
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from support import free_port, load_spec, sandbox_command
+
+SPEC = load_spec()
+CREDIT = SPEC["components"]["examples"]["Credit"]["value"]  # a body that conforms
+BUSINESS = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
+GOOD, DRIFT, BARE, TEAPOT = ("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222",
+                             "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444")
+BASE = f"/v1/businesses/{BUSINESS}/invoices/customer-credits"
+
+
+def drifting_credit():
+    body = copy.deepcopy(CREDIT)
+    body["data"]["deleted_at"] = 5
+    del body["data"]["customer"]["type"]
+    return body
+
+
+class FakeLayer(BaseHTTPRequestHandler):
+    """Answers like Layer would, and sometimes not."""
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    def _answer(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Upstream", "fake-layer")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        FakeLayer.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        if self.path.endswith(GOOD):
+            self._answer(200, CREDIT)
+        elif self.path.endswith(DRIFT):
+            self._answer(200, drifting_credit())
+        elif self.path.endswith(BARE):
+            self._answer(200, CREDIT["data"])
+        elif "limit=0" in self.path:
+            self._answer(400, {"errors": [{"type": "Validation", "description": "limit", "error_enum": "SpecifiedBadRequest"}]})
+        else:
+            self._answer(200, {"data": [CREDIT["data"]], "meta": {"pagination": {
+                "cursor": None, "has_more": False, "sort_by": "created_at", "sort_order": "ASC", "total_count": None}}})
+
+    def do_DELETE(self):  # noqa: N802
+        FakeLayer.seen.append(("DELETE", self.path, self.headers.get("Authorization")))
+        self._answer(418, {"errors": [{"type": "Teapot", "description": "no", "error_enum": "Teapot"}]})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_layer():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLayer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_proxy_forwards_validates_and_reports(fake_layer, tmp_path):
+    port = free_port()
+    junit = tmp_path / "drift.xml"
+    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", fake_layer, "--port", str(port),
+                                                    "--junit-xml", str(junit)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/__sandbox/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            threading.Event().wait(0.05)
+        auth = {"Authorization": "Bearer real-layer-token"}
+        good = httpx.get(f"{base}{BASE}/{GOOD}", headers=auth)
+        drift = httpx.get(f"{base}{BASE}/{DRIFT}", headers=auth)
+        bare = httpx.get(f"{base}{BASE}/{BARE}", headers=auth)
+        bad_request = httpx.get(f"{base}{BASE}", params={"limit": 0}, headers=auth)
+        teapot = httpx.delete(f"{base}{BASE}/{TEAPOT}", headers=auth)
+        listing = httpx.get(f"{base}{BASE}", params={"limit": 5}, headers=auth)
+        unknown = httpx.get(f"{base}/v1/whoami", headers=auth)
+        journal = httpx.get(f"{base}/__sandbox/requests").json()["data"]
+        drifted = httpx.get(f"{base}/__sandbox/requests", params={"contract": "fail"}).json()["data"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+
+    # Layer's answers reach the client unchanged (status, body, headers), marked with the outcome.
+    assert good.status_code == 200 and good.json() == CREDIT and good.headers["x-upstream"] == "fake-layer"
+    assert good.headers["x-sandbox-contract"] == "request=pass; response=pass"
+    assert drift.status_code == 200 and drift.json() == drifting_credit()
+    assert drift.headers["x-sandbox-contract"] == "request=pass; response=fail"
+    assert bare.headers["x-sandbox-contract"] == "request=pass; response=fail"
+    assert bad_request.status_code == 400 and bad_request.headers["x-sandbox-contract"] == "request=fail; response=pass"
+    assert teapot.status_code == 418 and teapot.headers["x-sandbox-contract"] == "request=pass; response=fail"
+    assert listing.headers["x-sandbox-contract"] == "request=pass; response=pass"
+    assert unknown.headers["x-sandbox-contract"] == "request=skipped; response=skipped"
+    # The token went to Layer, as it came.
+    assert ("GET", f"{BASE}/{GOOD}", "Bearer real-layer-token") in FakeLayer.seen
+
+    # The journal keeps every drift with what was wrong.
+    assert len(journal) == 7
+    by_path = {(e["method"], e["path"], e["query"]): e for e in drifted}
+    assert {(m, p) for m, p, _ in by_path} == {("GET", f"{BASE}/{DRIFT}"), ("GET", f"{BASE}/{BARE}"),
+                                               ("GET", BASE), ("DELETE", f"{BASE}/{TEAPOT}")}
+    drift_entry = by_path[("GET", f"{BASE}/{DRIFT}", "")]
+    assert any("deleted_at" in v for v in drift_entry["violations"]["response"])
+    assert any("type" in v for v in drift_entry["violations"]["response"])
+    assert any("limit" in v for v in by_path[("GET", BASE, "limit=0")]["violations"]["request"])
+    assert any("418" in v for v in by_path[("DELETE", f"{BASE}/{TEAPOT}", "")]["violations"]["response"])
+
+    # The summary printed on exit, and the JUnit file.
+    assert "7 exchange(s)" in stdout and "5 with drift" in stdout
+    assert f"GET {BASE}/{DRIFT} -> 200" in stdout and "response: response body data.deleted_at" in stdout
+    assert "no operation of openapi.yaml has this method and path" in stdout
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "7" and suite.get("failures") == "5"
+    failures = [case for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert {case.get("classname") for case in failures} >= {"business.invoices.customer-credits.get_one",
+                                                              "business.invoices.customer-credits.delete"}
+
+
+def test_an_unreachable_upstream_is_a_502_and_a_drift(tmp_path):
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", dead, "--port", str(port), "--timeout", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/__sandbox/health")
+                break
+            except httpx.TransportError:
+                threading.Event().wait(0.05)
+        response = httpx.get(f"http://127.0.0.1:{port}{BASE}/{GOOD}", headers={"Authorization": "Bearer t"})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    assert response.status_code == 502
+    assert response.json()["errors"][0]["error_enum"] == "UpstreamUnavailable"
+    assert "1 with drift" in stdout
+
+
+def test_the_upstream_must_be_a_url(tmp_path):
+    result = subprocess.run(sandbox_command() + ["proxy", "--upstream", "sandbox.layerfi.com"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "http://" in result.stderr
