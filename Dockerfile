@@ -16,7 +16,11 @@ COPY fixtures ./fixtures
 # A regular (not editable) install: the wheel carries openapi.yaml and fixtures/.
 RUN pip install --no-cache-dir . \
     && rm -rf /build \
-    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin sandbox
+    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin sandbox \
+    && install -d -o 10001 -g 10001 /data
+
+# Where a --state-file / LAYER_SANDBOX_STATE_FILE can live, e.g. /data/state.json on a volume.
+VOLUME ["/data"]
 
 WORKDIR /
 USER 10001:10001
