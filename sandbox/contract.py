@@ -217,11 +217,14 @@ class Contract:
 
     def response_violations(self, request: ContractRequest, response: ContractResponse) -> list[str]:
         violations = []
-        for error in self._responses.iter_errors(request, response):
-            if isinstance(error.__cause__, InvalidSchemaValue):
-                violations.extend(f"response body {line}" for line in _lines(_schema_errors(error)))
-            else:
-                violations.append(str(error) or type(error).__name__)
+        try:
+            for error in self._responses.iter_errors(request, response):
+                if isinstance(error.__cause__, InvalidSchemaValue):
+                    violations.extend(f"response body {line}" for line in _lines(_schema_errors(error)))
+                else:
+                    violations.append(str(error) or type(error).__name__)
+        except (ValueError, UnicodeError) as exc:  # a body that is not even text
+            violations.append(f"the response could not be read: {type(exc).__name__}: {exc}")
         return violations
 
 

@@ -10,6 +10,7 @@ answers; the proxy only observes.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,10 +24,21 @@ from sandbox.errors import JSON, ApiError
 from sandbox.journal import Journal
 from sandbox.pipeline import CONTRACT_HEADER, _headers, _read_body
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and those httpx rewrites when it decodes the body.
-_NOT_FORWARDED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                  "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
+# Hop-by-hop headers (RFC 9110 7.6.1), and those the proxy sets itself on each side: the
+# upstream is asked for an encoding httpx decodes (so the body can be validated), and the
+# decoded body goes back to the client without `Content-Encoding`.
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+               "transfer-encoding", "upgrade", "content-length"}
+_NOT_SENT_UP = _HOP_BY_HOP | {"host", "accept-encoding"}
+_NOT_SENT_BACK = _HOP_BY_HOP | {"content-encoding"}
+_UNCHECKED_METHODS = ("OPTIONS", "HEAD")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MAX_KEPT = 100_000
+
+
+def _printable(text: str) -> str:
+    """Text safe for a terminal and for XML 1.0: other characters as \\xNN escapes."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\x1b", "\\x1b")
 
 
 @dataclass
@@ -41,7 +53,8 @@ class Exchange:
 
     @property
     def drifted(self) -> bool:
-        return bool(self.request_problems or self.response_problems or self.operation_id is None)
+        unknown = self.operation_id is None and self.method not in _UNCHECKED_METHODS
+        return bool(self.request_problems or self.response_problems or unknown)
 
 
 class ValidatingProxy:
@@ -70,18 +83,20 @@ class ValidatingProxy:
         if operation_id is not None:
             error = self.contract.request_error(request, operation_id)
             if error is not None:
-                request_problems = [error.description]
+                request_problems = [_printable(error.description)]
         try:
             response = await self._forward(scope, headers, body)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = ApiError(502, f"The upstream {self.upstream} did not answer: {type(exc).__name__}: {exc}",
                              kind=("BadGateway", "UpstreamUnavailable"))
             response = ContractResponse(502, Headers({"content-type": JSON}), error.encode())
             response_problems = [f"no response from the upstream ({type(exc).__name__})"]
         else:
-            response_problems = (self.contract.response_violations(request, response)
+            response_problems = ([_printable(p) for p in self.contract.response_violations(request, response)]
                                  if operation_id is not None else [])
-        outcome = lambda problems: "skipped" if operation_id is None else ("fail" if problems else "pass")  # noqa: E731
+        def outcome(problems: list[str]) -> str:
+            return "skipped" if operation_id is None else ("fail" if problems else "pass")
+
         response.headers[CONTRACT_HEADER] = f"request={outcome(request_problems)}; response={outcome(response_problems)}"
         response.headers["content-length"] = str(len(response.data))
         exchange = Exchange(scope["method"], scope["path"], operation_id, response.status_code,
@@ -92,11 +107,14 @@ class ValidatingProxy:
         await send({"type": "http.response.body", "body": response.data})
 
     async def _forward(self, scope, headers: Headers, body: bytes) -> ContractResponse:
+        # The path as the client wrote it (percent-encoding kept), not the decoded one.
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
-        url = f"{self.upstream}{scope['path']}" + (f"?{query}" if query else "")
-        forwarded = [(k, v) for k, v in headers.items() if k.lower() not in _NOT_FORWARDED]
+        url = f"{self.upstream}{path}" + (f"?{query}" if query else "")
+        forwarded = [(k, v) for k, v in headers.items() if k.lower() not in _NOT_SENT_UP]
+        forwarded.append(("Accept-Encoding", "gzip, deflate"))
         upstream = await self._client.request(scope["method"], url, headers=forwarded, content=body)
-        kept = Headers([(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _NOT_FORWARDED])
+        kept = Headers([(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _NOT_SENT_BACK])
         return ContractResponse(upstream.status_code, kept, upstream.content)
 
     def _keep(self, exchange: Exchange, scope, outcome) -> None:
@@ -121,9 +139,16 @@ class ValidatingProxy:
         if scope["path"] == "/__sandbox/health":
             status, payload = 200, {"data": {"status": "ok", "mode": "proxy", "upstream": self.upstream}}
         elif scope["path"] == "/__sandbox/requests" and scope["method"] == "GET":
-            contract = args.get("contract")
-            status, payload = 200, {"data": self.journal.query(method=args.get("method"), path=args.get("path"),
-                                                               contract=contract)}
+            try:
+                numbers = {k: int(args[k]) for k in ("status", "after", "limit") if k in args}
+            except ValueError:
+                numbers = None
+            if numbers is None or numbers.get("limit", 1) < 1:
+                status, payload = 400, ApiError(400, "status, after and limit are integers (limit at least 1)").body()
+            else:
+                status, payload = 200, {"data": self.journal.query(
+                    method=args.get("method"), path=args.get("path"), contract=args.get("contract"),
+                    operation_id=args.get("operation_id"), **numbers)}
         elif scope["path"] == "/__sandbox/requests" and scope["method"] == "DELETE":
             status, payload = 200, {"data": {"cleared": self.journal.clear()}}
         else:
@@ -157,7 +182,7 @@ class ValidatingProxy:
             good, bad = self.counts[(operation, False)], self.counts[(operation, True)]
             lines.append(f"  {operation or '(no such operation)'}: {good + bad} call(s), {bad} drifted")
         for exchange in drifted[:200]:
-            lines.append(f"  - {exchange.method} {exchange.path} -> {exchange.status}")
+            lines.append(f"  - {exchange.method} {_printable(exchange.path)} -> {exchange.status}")
             for problem in exchange.request_problems:
                 lines.append(f"      request: {problem}")
             for problem in exchange.response_problems:
@@ -171,7 +196,7 @@ class ValidatingProxy:
                                     failures=str(sum(1 for e in self.exchanges if e.drifted)), errors="0")
         for exchange in self.exchanges:
             case = ElementTree.SubElement(suite, "testcase", classname=exchange.operation_id or "unknown-operation",
-                                          name=f"{exchange.method} {exchange.path} -> {exchange.status}",
+                                          name=_printable(f"{exchange.method} {exchange.path} -> {exchange.status}"),
                                           time=f"{exchange.duration_ms / 1000:.6f}")
             if exchange.drifted:
                 problems = ([f"request: {p}" for p in exchange.request_problems]

@@ -48,7 +48,10 @@ def layer_sandbox_server(request):
         seed=options.layer_sandbox_seed if options.layer_sandbox_seed is not None else 1,
         scenario=options.layer_sandbox_scenario or "default",
         token=options.layer_sandbox_token,
-        max_namespaces=10_000,
+        # Every test's namespace is dropped after it, with its journal entries; these bounds only
+        # have to hold what the tests running at one time make.
+        max_namespaces=1_000,
+        journal_size=100_000,
     ).start()
     yield server
     server.stop()
@@ -64,17 +67,21 @@ def layer_sandbox(request, layer_sandbox_server):
         f"t{next(_counter)}-{slug}", seed=settings.get("seed"), scenario=settings.get("scenario"))
     handle.allow_violations = bool(settings.get("allow_violations"))
     yield handle
-    handle.close()
+    handle.drop()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     outcome = yield
     handle = getattr(item, "funcargs", {}).get("layer_sandbox")
-    if handle is None or handle.allow_violations or outcome.excinfo is not None:
+    if handle is None or handle.allow_violations:
         return
     report = handle.violation_report()
-    if report:
-        from sandbox.testing import ContractViolation
+    if not report:
+        return
+    if outcome.excinfo is not None:  # the test failed anyway: keep its failure, show the violations too
+        item.add_report_section("call", "layer-sandbox contract violations", report)
+        return
+    from sandbox.testing import ContractViolation
 
-        outcome.force_exception(ContractViolation(report))
+    outcome.force_exception(ContractViolation(report))

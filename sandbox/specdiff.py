@@ -15,11 +15,13 @@ A file may be an OpenAPI document (YAML or JSON) or a page that embeds one in a 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import referencing
+import referencing.exceptions
 import referencing.jsonschema
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
@@ -42,35 +44,66 @@ class SpecFileError(ValueError):
     """The file holds no OpenAPI document."""
 
 
+def _parse(text: str):
+    for parse in (json.loads, yaml.safe_load):
+        try:
+            return parse(text)
+        except (ValueError, yaml.YAMLError):
+            continue
+    return None
+
+
 def load_document(path: Path) -> dict:
+    """The OpenAPI document in a JSON or YAML file, or in the first ```yaml block of a page that
+    holds one."""
     text = Path(path).read_text()
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError:
-        document = None
-    if not (isinstance(document, dict) and "openapi" in document):
-        block = re.search(r"^(`{3,})ya?ml[^\n]*\n(.*?)^\1", text, re.S | re.M)
-        if block is None:
-            raise SpecFileError(f"{path} is neither an OpenAPI document nor a page with a ```yaml block")
-        document = yaml.safe_load(block.group(2))
-    if not isinstance(document, dict) or "openapi" not in document:
-        raise SpecFileError(f"{path} holds no OpenAPI document")
-    return document
+    document = _parse(text)
+    if isinstance(document, dict) and "openapi" in document:
+        return document
+    blocks = [m.group(2) for m in re.finditer(r"^(`{3,})ya?ml[^\n]*\n(.*?)^\1", text, re.S | re.M)]
+    if not blocks:
+        raise SpecFileError(f"{path} is neither an OpenAPI document nor a page with a ```yaml block")
+    for block in blocks:
+        document = _parse(block)
+        if isinstance(document, dict) and "openapi" in document:
+            return document
+    raise SpecFileError(f"{path} holds no OpenAPI document in its {len(blocks)} ```yaml block(s)")
 
 
 def _pointer(parts) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _walk(node, parts=()):
-    """(path, dict) for every mapping in the document."""
+def _walk(node, parts=(), seen=None):
+    """(path, dict) for every mapping in the document, each once (YAML aliases can loop)."""
+    seen = set() if seen is None else seen
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
     if isinstance(node, dict):
         yield parts, node
         for key, value in node.items():
-            yield from _walk(value, parts + (key,))
+            yield from _walk(value, parts + (key,), seen)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _walk(value, parts + (index,))
+            yield from _walk(value, parts + (index,), seen)
+
+
+def _target(document: dict, reference: str):
+    """What a local `$ref` points at, or None when it points nowhere."""
+    if not reference.startswith("#"):
+        return {}  # another document: not followed
+    node = document
+    for token in reference.lstrip("#").lstrip("/").split("/") if reference not in ("#", "#/") else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
 
 
 def _resolve(document: dict, node):
@@ -93,6 +126,9 @@ def contradictions(document: dict) -> list[Finding]:
     registry = referencing.Registry().with_resource("urn:document", resource)
     for parts, node in _walk({k: v for k, v in document.items() if not str(k).startswith("x-")}):
         where = _pointer(parts)
+        if isinstance(node.get("$ref"), str) and _target(document, node["$ref"]) is None:
+            findings.append(Finding("contradiction", where, f"$ref {node['$ref']} points nowhere"))
+            continue
         if "$ref" in node and len(node) > 1:
             siblings = sorted(k for k in node if k != "$ref")
             findings.append(Finding("contradiction", where,
@@ -101,14 +137,23 @@ def contradictions(document: dict) -> list[Finding]:
         if not _in_schemas(parts):
             continue
         required, properties = node.get("required"), node.get("properties")
-        if isinstance(required, list) and isinstance(properties, dict):
+        combined = any(p in ("allOf", "anyOf", "oneOf") for p in parts)  # siblings may hold the property
+        if isinstance(required, list) and isinstance(properties, dict) and not combined:
             for name in required:
                 if name not in properties:
                     findings.append(Finding("contradiction", where, f"requires {name!r}, which is not one of its properties"))
         if "example" in node and parts and parts[-1] != "properties":
             schema = {"$ref": f"urn:document#{where}"}
             validator = OAS30Validator(schema, registry=registry, format_checker=oas30_format_checker)
-            errors = sorted({e.message for e in validator.iter_errors(node["example"])})
+            try:
+                errors = sorted({e.message for e in validator.iter_errors(node["example"])})
+            except RecursionError:
+                findings.append(Finding("contradiction", where, "its schema refers to itself without end; "
+                                                                 "its example cannot be checked"))
+                continue
+            except referencing.exceptions.Unresolvable as exc:
+                findings.append(Finding("contradiction", where, f"its example cannot be checked: {type(exc).__name__}"))
+                continue
             if errors:
                 findings.append(Finding("contradiction", where, f"its example fails its own schema: {'; '.join(errors[:3])}"))
     return findings
@@ -126,7 +171,9 @@ def _operations(document: dict) -> dict[tuple[str, str], dict]:
 def _unwrap(document: dict, node):
     """A schema with its `$ref` resolved and a lone `allOf` (the `$ref`-with-siblings fix) opened."""
     node = _resolve(document, node)
-    while isinstance(node, dict) and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
+    for _ in range(20):  # bounded: a lone allOf may refer back to itself
+        if not (isinstance(node, dict) and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1):
+            break
         inner = _resolve(document, node["allOf"][0])
         node = {**inner, **{k: v for k, v in node.items() if k != "allOf"}}
     return node
@@ -187,7 +234,9 @@ def differences(published: dict, ours: dict) -> list[Finding]:
         if theirs.get("operationId") != mine.get("operationId"):
             findings.append(Finding("difference", where, f"operationId: published {theirs.get('operationId')!r}, "
                                                           f"sandbox {mine.get('operationId')!r}"))
-        their_status, my_status = set(theirs.get("responses") or {}), set(mine.get("responses") or {})
+        their_responses = {str(k): v for k, v in (theirs.get("responses") or {}).items()}
+        my_responses = {str(k): v for k, v in (mine.get("responses") or {}).items()}
+        their_status, my_status = set(their_responses), set(my_responses)
         if their_status != my_status:
             findings.append(Finding("difference", where, f"responses: published only {sorted(their_status - my_status)}, "
                                                           f"sandbox only {sorted(my_status - their_status)}"))
@@ -199,8 +248,8 @@ def differences(published: dict, ours: dict) -> list[Finding]:
         if bool(theirs.get("requestBody")) != bool(mine.get("requestBody")):
             findings.append(Finding("difference", where, "request body: present on one side only"))
         for status in sorted(their_status & my_status):
-            their_schema = _resolve(published, theirs["responses"][status]).get("content", {}).get("application/json", {}).get("schema")
-            my_schema = _resolve(ours, mine["responses"][status]).get("content", {}).get("application/json", {}).get("schema")
+            their_schema = _resolve(published, their_responses[status]).get("content", {}).get("application/json", {}).get("schema")
+            my_schema = _resolve(ours, my_responses[status]).get("content", {}).get("application/json", {}).get("schema")
             if their_schema is not None and my_schema is not None:
                 _compare_schema(published, ours, their_schema, my_schema, f"{where} {status}", findings)
     their_schemas = (published.get("components") or {}).get("schemas") or {}

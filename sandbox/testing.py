@@ -111,12 +111,11 @@ class SandboxHandle:
 
     def assert_requests(self, method: str | None = None, path: str | None = None, *, count: int | None = None,
                         status: int | None = None) -> list[dict]:
-        """Check how many requests matched; `path` may be a glob (`*/customer-credits/*`).
+        """Check how many requests matched `path`: the whole path, or a glob (`*/customer-credits/*`).
 
         Without `count`, at least one must match. Returns the matching entries."""
         entries = self.requests(method=method, status=status)
-        matching = [e for e in entries if path is None or fnmatch.fnmatchcase(e["path"], path)
-                    or (not any(c in path for c in "*?[") and path in e["path"])]
+        matching = [e for e in entries if path is None or fnmatch.fnmatchcase(e["path"], path)]
         if (count is None and not matching) or (count is not None and len(matching) != count):
             wanted = f"{'exactly ' + str(count) if count is not None else 'at least one'} " \
                      f"{method or 'any'} request{'s' if count != 1 else ''} to {path or 'any path'}" \
@@ -137,7 +136,8 @@ class SandboxHandle:
         broken_responses = [e for e in entries if e["response_validation"] == "fail"]
         if not violations and not broken_responses:
             return None
-        lines = [f"{len(violations)} request(s) broke Layer's contract (openapi.yaml):"]
+        lines = [f"{len(violations)} request(s) broke Layer's contract (openapi.yaml):" if violations
+                 else "The sandbox's own responses broke the contract (a sandbox bug):"]
         for entry in violations:
             lines.append(f"- {entry['method']} {entry['path']}{'?' + entry['query'] if entry['query'] else ''}"
                          f" -> {entry['status']}")
@@ -152,3 +152,10 @@ class SandboxHandle:
 
     def close(self) -> None:
         self.control.close()
+
+    def drop(self) -> None:
+        """Delete this namespace (and its journal entries) from the server, then close."""
+        try:
+            self.control.delete(f"{self.root_url}/__sandbox/namespaces/{self.namespace}")
+        finally:
+            self.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
+import pytest
 import yaml
 
 from support import ROOT, SPEC_PATH, sandbox_command
@@ -76,3 +78,68 @@ def test_the_copy_of_the_published_page_is_the_seed():
     if seed.exists():  # beside the checkout in CI and on developers' machines
         assert PUBLISHED.read_bytes() == seed.read_bytes()
     assert "delete /v1/businesses/{businessId}/invoices/customer-credits/{customerCreditId}" in PUBLISHED.read_text()
+
+
+ODD_SPECS = {
+    "circular-refs": """openapi: 3.0.1
+info: {title: t, version: '1'}
+paths: {}
+components:
+  schemas:
+    Loop: {type: object, properties: {next: {$ref: '#/components/schemas/Loop2'}}, example: {next: {}}}
+    Loop2: {type: object, properties: {back: {$ref: '#/components/schemas/Loop'}}}
+""",
+    "alias-loop": """openapi: 3.0.1
+info: {title: t, version: '1'}
+paths: {}
+components:
+  schemas:
+    A: &a {type: object, properties: {self: *a}}
+""",
+    "missing-component": """openapi: 3.0.1
+info: {title: t, version: '1'}
+paths:
+  /x:
+    get:
+      responses:
+        200: {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/Gone'}}}}
+        default: {description: other}
+components: {}
+""",
+    "allof-required": """openapi: 3.0.1
+info: {title: t, version: '1'}
+paths: {}
+components:
+  schemas:
+    Base: {type: object, properties: {id: {type: string}}}
+    Both:
+      allOf:
+        - $ref: '#/components/schemas/Base'
+        - {required: [id], properties: {extra: {type: string}}}
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_SPECS))
+def test_odd_specs_get_a_report_not_a_traceback(tmp_path, name):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(ODD_SPECS[name])
+    result = check_spec(path, tmp_path)
+    assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr[-2000:]
+    contradictions = result.stdout.split("self-contradiction(s)")[1].split("difference(s)")[0]
+    if name == "missing-component":
+        assert "$ref #/components/schemas/Gone points nowhere" in contradictions
+    if name == "allof-required":
+        assert "requires 'id'" not in contradictions
+    if name == "circular-refs":
+        assert "Loop" in result.stdout
+
+
+def test_json_with_tabs_and_pages_with_several_blocks(tmp_path):
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    as_json = tmp_path / "spec.json"
+    as_json.write_text(json.dumps(spec, indent="\t"))
+    assert check_spec(as_json, tmp_path).returncode == 0
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n```yaml\nexample: not the spec\n```\n\n```yaml\n" + SPEC_PATH.read_text() + "```\n")
+    assert check_spec(page, tmp_path).returncode == 0

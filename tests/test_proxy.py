@@ -20,6 +20,7 @@ CREDIT = SPEC["components"]["examples"]["Credit"]["value"]  # a body that confor
 BUSINESS = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
 GOOD, DRIFT, BARE, TEAPOT = ("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222",
                              "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444")
+NOT_UTF8 = "55555555-5555-4555-8555-555555555555"
 BASE = f"/v1/businesses/{BUSINESS}/invoices/customer-credits"
 
 
@@ -34,6 +35,7 @@ class FakeLayer(BaseHTTPRequestHandler):
     """Answers like Layer would, and sometimes not."""
 
     seen: list[tuple[str, str, str | None]] = []
+    bodies: list[bytes] = []
 
     def _answer(self, status: int, body) -> None:
         data = json.dumps(body).encode()
@@ -46,7 +48,14 @@ class FakeLayer(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         FakeLayer.seen.append(("GET", self.path, self.headers.get("Authorization")))
-        if self.path.endswith(GOOD):
+        if self.path.endswith(NOT_UTF8):
+            data = b"\xff\xfe"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path.endswith(GOOD):
             self._answer(200, CREDIT)
         elif self.path.endswith(DRIFT):
             self._answer(200, drifting_credit())
@@ -57,6 +66,18 @@ class FakeLayer(BaseHTTPRequestHandler):
         else:
             self._answer(200, {"data": [CREDIT["data"]], "meta": {"pagination": {
                 "cursor": None, "has_more": False, "sort_by": "created_at", "sort_order": "ASC", "total_count": None}}})
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        FakeLayer.seen.append(("POST", self.path, self.headers.get("Content-Encoding")))
+        FakeLayer.bodies.append(raw)
+        self._answer(201, CREDIT)
+
+    def do_OPTIONS(self):  # noqa: N802
+        FakeLayer.seen.append(("OPTIONS", self.path, None))
+        self.send_response(204)
+        self.end_headers()
 
     def do_DELETE(self):  # noqa: N802
         FakeLayer.seen.append(("DELETE", self.path, self.headers.get("Authorization")))
@@ -165,3 +186,52 @@ def test_the_upstream_must_be_a_url(tmp_path):
     result = subprocess.run(sandbox_command() + ["proxy", "--upstream", "sandbox.layerfi.com"], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "http://" in result.stderr
+
+
+def test_the_proxy_passes_paths_bodies_and_encodings_through(fake_layer, tmp_path):
+    import gzip
+
+    port = free_port()
+    junit = tmp_path / "drift.xml"
+    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", fake_layer, "--port", str(port),
+                                                    "--junit-xml", str(junit)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer t"}
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{base}/__sandbox/health")
+                break
+            except httpx.TransportError:
+                threading.Event().wait(0.05)
+        encoded = httpx.get(f"{base}{BASE}/abc%3Fx%3D1%2Fy", headers=auth)
+        compressed = gzip.compress(json.dumps({"customer_id": BUSINESS, "line_items": [
+            {"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}).encode())
+        posted = httpx.post(f"{base}{BASE}", content=compressed,
+                            headers={**auth, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+        not_utf8 = httpx.get(f"{base}{BASE}/{NOT_UTF8}", headers=auth)
+        control = httpx.get(f"{base}{BASE}/x\x01y".replace("\x01", "%01"), headers=auth)
+        options = httpx.options(f"{base}{BASE}")
+        only_404 = httpx.get(f"{base}/__sandbox/requests", params={"status": 404})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    # The path reaches Layer as the client wrote it.
+    assert ("GET", f"{BASE}/abc%3Fx%3D1%2Fy", "Bearer t") in FakeLayer.seen
+    assert encoded.status_code == 200
+    # A gzip request body goes up with its Content-Encoding.
+    assert ("POST", BASE, "gzip") in FakeLayer.seen and compressed in FakeLayer.bodies
+    assert posted.status_code == 201
+    # A body that is not even text is a drift, not a crash.
+    assert not_utf8.status_code == 200 and not_utf8.content == b"\xff\xfe"
+    assert not_utf8.headers["x-sandbox-contract"].endswith("response=fail")
+    assert control.status_code == 200
+    # Preflights are not drift; the journal filters by status.
+    assert options.status_code == 204 and options.headers["x-sandbox-contract"] == "request=skipped; response=skipped"
+    assert only_404.status_code == 200 and only_404.json()["data"] == []
+    root = ElementTree.parse(junit).getroot()  # well-formed even with control characters in paths
+    names = [case.get("name") for case in root.iter("testcase")]
+    assert any("\\x01" in name or "%01" in name for name in names)
+    assert "OPTIONS" not in "".join(case.get("name") for case in root.iter("testcase") if case.find("failure") is not None)

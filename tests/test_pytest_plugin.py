@@ -91,3 +91,35 @@ def test_allowed_violations_seed_scenario_and_isolation(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--layer-sandbox-seed", "3")
     result.assert_outcomes(passed=5)
+
+
+def test_namespaces_are_dropped_after_each_test_and_paths_match_whole(pytester):
+    pytester.makepyfile(test_consumer="""
+        import httpx
+        import pytest
+
+        H = {"Authorization": "Bearer t"}
+
+        @pytest.mark.parametrize("n", range(30))
+        def test_many(layer_sandbox, n):
+            namespaces = layer_sandbox.control.get("/namespaces").json()["data"]
+            assert len(namespaces) <= 3, namespaces   # default, this test's, and at most one leftover
+
+        def test_whole_paths(layer_sandbox):
+            business = layer_sandbox.businesses()[0]["id"]
+            base = f"{layer_sandbox.base_url}/v1/businesses/{business}/invoices/customer-credits"
+            credit = httpx.get(base, headers=H).json()["data"][0]["id"]
+            httpx.get(f"{base}/{credit}", headers=H)
+            path = f"/v1/businesses/{business}/invoices/customer-credits"
+            layer_sandbox.assert_requests("GET", path, count=1)
+            layer_sandbox.assert_requests("GET", path + "*", count=2)
+
+        def test_failure_and_violation(layer_sandbox):
+            business = layer_sandbox.businesses()[0]["id"]
+            httpx.get(f"{layer_sandbox.base_url}/v1/businesses/{business}/invoices/customer-credits",
+                      params={"limit": 0}, headers=H)
+            assert False, "the test's own failure"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=31, failed=1)
+    result.stdout.fnmatch_lines(["*the test's own failure*", "*layer-sandbox contract violations*", "*field: limit*"])
