@@ -112,7 +112,8 @@ def save_state(sandbox: Sandbox) -> int:
     return persistence.save(sandbox.config.state_file, namespaces)
 
 
-def create_app(config: Config = Config(), sandbox: Sandbox | None = None) -> connexion.FlaskApp:
+def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> connexion.FlaskApp:
+    config = config or Config()
     sandbox = sandbox or Sandbox(config)
     spec = load_spec(config.spec_path)
     contract = Contract(copy.deepcopy(spec))

@@ -42,8 +42,8 @@ def _query_parameters(spec: dict) -> dict[tuple[str, str], dict[str, str]]:
         return node
 
     found = {}
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
+    for item in spec["paths"].values():
+        for operation in item.values():
             if isinstance(operation, dict) and "operationId" in operation:
                 params = [resolve(p) for p in operation.get("parameters", [])]
                 found[operation["operationId"]] = {

@@ -11,17 +11,7 @@ import flask
 
 from sandbox import envelope
 from sandbox.runtime import NAMESPACE_HEADER, Sandbox
-from sandbox.store import CreditFilters, InvalidInput
-from sandbox.timestamps import normalize_timestamp
-
-
-def _timestamp_filter(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        return normalize_timestamp(value)
-    except ValueError:
-        raise InvalidInput(f"{name} {value!r} is not a valid date or date-time", field=name) from None
+from sandbox.store import CreditFilters, InvalidInput, timestamp_input
 
 
 def _reference_filter(reference_number: str | None, reference_numbers: str | None) -> frozenset | None:
@@ -72,8 +62,8 @@ class CreditHandlers:
     ):
         filters = CreditFilters(
             customer_id=customer_id,
-            sent_at_start=_timestamp_filter(sent_at_start, "sent_at_start"),
-            sent_at_end=_timestamp_filter(sent_at_end, "sent_at_end"),
+            sent_at_start=timestamp_input(sent_at_start, "sent_at_start"),
+            sent_at_end=timestamp_input(sent_at_end, "sent_at_end"),
             reference_numbers=_reference_filter(reference_number, reference_numbers),
             memo=memo,
             memo_contains=memo_contains,

@@ -109,6 +109,16 @@ class CreditFilters:
         return lambda credit: all(check(credit) for check in checks)
 
 
+def timestamp_input(value: str | None, field: str) -> str | None:
+    """A client's date or date-time in the wire format; InvalidInput naming `field` if it is none."""
+    if value is None:
+        return None
+    try:
+        return normalize_timestamp(value)
+    except ValueError:
+        raise InvalidInput(f"{field} {value!r} is not a valid date or date-time", field=field) from None
+
+
 class Store:
     """All businesses of one sandbox state, guarded by one lock.
 
@@ -234,7 +244,7 @@ class Store:
             business, credit_id, params.get("allocations") or [], customer, lines, own=()
         )
         self._check_metadata(params.get("metadata"), "metadata")
-        sent_at = self._timestamp(params.get("sent_at"), "sent_at")
+        sent_at = timestamp_input(params.get("sent_at"), "sent_at")
         # Every rule holds: from here on nothing can fail.
         self._tag_lines(business, lines, params["line_items"])
         tags = self._build_tags(business, params.get("tags") or [])
@@ -289,7 +299,7 @@ class Store:
             self._check_metadata(params["metadata"], "metadata")
             changes["metadata"] = params["metadata"]
         if "sent_at" in params:
-            changes["sent_at"] = self._timestamp(params["sent_at"], "sent_at")
+            changes["sent_at"] = timestamp_input(params["sent_at"], "sent_at")
         for name in ("memo", "reference_number"):
             if name in params:
                 changes[name] = params[name]
@@ -478,11 +488,3 @@ class Store:
     def _now(self) -> str:
         return format_timestamp(self.clock())
 
-    @staticmethod
-    def _timestamp(value: str | None, field: str) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalize_timestamp(value)
-        except ValueError:
-            raise InvalidInput(f"{field} {value!r} is not a valid date-time", field=field) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from support import CREDITS, Checked, ContractCheck, SandboxProcess, checking_client
+from support import Checked, ContractCheck, SandboxProcess, checking_client
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ class SandboxProcess:
     """One running sandbox; `stdout`/`stderr` hold what it printed once it is stopped."""
 
     def __init__(self, workdir: Path, *args: str, env: dict | None = None,
-                 command: list[str] | None = None, port_via_env: bool = False):
+                 command: list[str] | None = None, port_via_env: bool = False, subcommand: str | None = None):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -96,7 +96,7 @@ class SandboxProcess:
         else:
             port_args = ["--port", str(self.port)]
         self.process = subprocess.Popen(
-            (command or sandbox_command()) + port_args + list(args),
+            (command or sandbox_command()) + ([subcommand] if subcommand else []) + port_args + list(args),
             cwd=workdir, stdout=self._out, stderr=self._err, env=full_env,
         )
         self.wait_healthy()

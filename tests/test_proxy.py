@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from support import free_port, load_spec, sandbox_command
+from support import SandboxProcess, free_port, load_spec, sandbox_command
 
 SPEC = load_spec()
 CREDIT = SPEC["components"]["examples"]["Credit"]["value"]  # a body that conforms
@@ -96,21 +96,19 @@ def fake_layer():
     server.shutdown()
 
 
+def stop(proxy: SandboxProcess) -> tuple[int, str]:
+    """SIGTERM, then the exit status and what the proxy printed (its summary)."""
+    proxy.process.send_signal(signal.SIGTERM)
+    status = proxy.process.wait(timeout=30)
+    proxy.stop()
+    return status, proxy.stdout
+
+
 def test_the_proxy_forwards_validates_and_reports(fake_layer, tmp_path):
-    port = free_port()
     junit = tmp_path / "drift.xml"
-    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", fake_layer, "--port", str(port),
-                                                    "--junit-xml", str(junit)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    base = f"http://127.0.0.1:{port}"
+    proxy = SandboxProcess(tmp_path, "--upstream", fake_layer, "--junit-xml", str(junit), subcommand="proxy")
+    base = proxy.base_url
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/__sandbox/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            threading.Event().wait(0.05)
         auth = {"Authorization": "Bearer real-layer-token"}
         good = httpx.get(f"{base}{BASE}/{GOOD}", headers=auth)
         drift = httpx.get(f"{base}{BASE}/{DRIFT}", headers=auth)
@@ -122,9 +120,8 @@ def test_the_proxy_forwards_validates_and_reports(fake_layer, tmp_path):
         journal = httpx.get(f"{base}/__sandbox/requests").json()["data"]
         drifted = httpx.get(f"{base}/__sandbox/requests", params={"contract": "fail"}).json()["data"]
     finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
+        status, stdout = stop(proxy)
+    assert status == 0, proxy.stderr
 
     # Layer's answers reach the client unchanged (status, body, headers), marked with the outcome.
     assert good.status_code == 200 and good.json() == CREDIT and good.headers["x-upstream"] == "fake-layer"
@@ -162,21 +159,12 @@ def test_the_proxy_forwards_validates_and_reports(fake_layer, tmp_path):
 
 
 def test_an_unreachable_upstream_is_a_502_and_a_drift(tmp_path):
-    port = free_port()
     dead = f"http://127.0.0.1:{free_port()}"
-    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", dead, "--port", str(port), "--timeout", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proxy = SandboxProcess(tmp_path, "--upstream", dead, "--timeout", "2", subcommand="proxy")
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/__sandbox/health")
-                break
-            except httpx.TransportError:
-                threading.Event().wait(0.05)
-        response = httpx.get(f"http://127.0.0.1:{port}{BASE}/{GOOD}", headers={"Authorization": "Bearer t"})
+        response = httpx.get(f"{proxy.base_url}{BASE}/{GOOD}", headers={"Authorization": "Bearer t"})
     finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, _ = process.communicate(timeout=30)
+        _, stdout = stop(proxy)
     assert response.status_code == 502
     assert response.json()["errors"][0]["error_enum"] == "UpstreamUnavailable"
     assert "1 with drift" in stdout
@@ -191,20 +179,11 @@ def test_the_upstream_must_be_a_url(tmp_path):
 def test_the_proxy_passes_paths_bodies_and_encodings_through(fake_layer, tmp_path):
     import gzip
 
-    port = free_port()
     junit = tmp_path / "drift.xml"
-    process = subprocess.Popen(sandbox_command() + ["proxy", "--upstream", fake_layer, "--port", str(port),
-                                                    "--junit-xml", str(junit)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    base = f"http://127.0.0.1:{port}"
+    proxy = SandboxProcess(tmp_path, "--upstream", fake_layer, "--junit-xml", str(junit), subcommand="proxy")
+    base = proxy.base_url
     auth = {"Authorization": "Bearer t"}
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/__sandbox/health")
-                break
-            except httpx.TransportError:
-                threading.Event().wait(0.05)
         encoded = httpx.get(f"{base}{BASE}/abc%3Fx%3D1%2Fy", headers=auth)
         compressed = gzip.compress(json.dumps({"customer_id": BUSINESS, "line_items": [
             {"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}).encode())
@@ -215,9 +194,8 @@ def test_the_proxy_passes_paths_bodies_and_encodings_through(fake_layer, tmp_pat
         options = httpx.options(f"{base}{BASE}")
         only_404 = httpx.get(f"{base}/__sandbox/requests", params={"status": 404})
     finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
+        status, _ = stop(proxy)
+    assert status == 0, proxy.stderr
     # The path reaches Layer as the client wrote it.
     assert ("GET", f"{BASE}/abc%3Fx%3D1%2Fy", "Bearer t") in FakeLayer.seen
     assert encoded.status_code == 200
