@@ -25,6 +25,7 @@ from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from sandbox.errors import ApiError, bad_request, unauthorized
+from sandbox.fastschema import CachedValidatorsFactory, CompiledSchemas
 from sandbox.jsontext import strict_loads
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -144,6 +145,7 @@ class Contract:
         self.openapi = OpenAPI.from_dict(spec, config=OpenAPIConfig(
             spec_validator_cls=None,
             extra_media_type_deserializers={"application/json": strict_loads},
+            schema_validators_factory=CachedValidatorsFactory(CompiledSchemas(spec)),
         ))
         # Touch the cached validators now, so the first request pays nothing extra.
         self._requests = self.openapi.request_validator

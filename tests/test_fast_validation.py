@@ -1,0 +1,83 @@
+"""The compiled schema checks under openapi-core (sandbox/fastschema.py) must never pass what
+openapi-core's own validator rejects: the same exchanges, mutated in many ways, are judged by
+the sandbox's Contract and by a plain openapi-core on the same spec."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from werkzeug.datastructures import Headers
+
+from sandbox.contract import Contract, ContractRequest, ContractResponse
+from support import ContractCheck, credits_path, load_spec
+
+MUTATIONS = [
+    ("deleted_at", 5), ("deleted_at", "yesterday"), ("sent_at", "2026-13-45T00:00:00Z"), ("id", "not-a-uuid"),
+    ("external_id", 7), ("memo", ["x"]), ("metadata", "text"), ("metadata", [1]), ("reference_number", False),
+    ("customer.type", "Customer"), ("customer.status", "DELETED"), ("customer.id", "x"), ("customer.email", 3),
+    ("line_items.0.amount", "10"), ("line_items.0.amount", 1.5), ("line_items.0.amount", 2**63),
+    ("line_items.0.ledger_account.id.type", "Other"), ("line_items.0.ledger_account.id.extra", 1),
+    ("line_items.0.ledger_account.account_type.value", "NOPE"), ("line_items", None), ("line_items", {}),
+    ("transaction_tags", [{"key": "k"}]), ("allocations", [{"id": "x"}]), ("created_at", None),
+    ("-customer", None), ("-id", None), ("-transaction_tags", None), ("-sent_at", None),
+]
+
+
+def _mutate(body: dict, dotted: str, value) -> dict:
+    body = copy.deepcopy(body)
+    remove = dotted.startswith("-")
+    *parents, last = dotted.lstrip("-").split(".")
+    node = body["data"]
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if remove:
+        del node[last]
+    else:
+        node[last] = value
+    return body
+
+
+@pytest.fixture(scope="module")
+def recorded(sandbox):
+    import httpx
+
+    business = httpx.get(f"{sandbox.base_url}/__sandbox/businesses").json()["data"][0]
+    listing = httpx.get(sandbox.base_url + credits_path(business["id"]), params={"limit": 100},
+                        headers={"Authorization": "Bearer t"}).json()["data"]
+    credit = next(c for c in listing if c["allocations"] and c["transaction_tags"])
+    response = httpx.get(sandbox.base_url + credits_path(business["id"], credit["id"]), headers={"Authorization": "Bearer t"})
+    response.read()
+    return response
+
+
+@pytest.mark.parametrize("dotted, value", MUTATIONS, ids=[f"{d}={v!r}"[:40] for d, v in MUTATIONS])
+def test_fast_checks_reject_whatever_openapi_core_rejects(recorded, dotted, value):
+    import httpx
+
+    spec = load_spec()
+    contract = Contract(copy.deepcopy(spec))
+    plain = ContractCheck(spec)
+    body = json.dumps(_mutate(recorded.json(), dotted, value)).encode()
+    mutated = httpx.Response(200, headers={"content-type": "application/json"}, content=body, request=recorded.request)
+    mutated.read()
+    expected = plain.response_errors(mutated)
+    request = recorded.request
+    scope = {"path": request.url.path, "method": request.method, "scheme": "http",
+             "query_string": request.url.query}
+    ours = contract.response_violations(
+        ContractRequest(scope, Headers(list(request.headers.items())), b""),
+        ContractResponse(200, Headers({"content-type": "application/json"}), body))
+    assert bool(ours) == bool(expected), (ours, expected)
+    assert expected, "every mutation here breaks the contract"
+
+
+def test_valid_bodies_still_pass(recorded):
+    contract = Contract(load_spec())
+    request = recorded.request
+    scope = {"path": request.url.path, "method": request.method, "scheme": "http", "query_string": b""}
+    ours = contract.response_violations(ContractRequest(scope, Headers(list(request.headers.items())), b""),
+                                        ContractResponse(200, Headers({"content-type": "application/json"}),
+                                                         recorded.content))
+    assert ours == []
