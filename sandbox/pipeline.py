@@ -270,13 +270,11 @@ class Edge:
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None:
             notes["close"] = transport.abort
-        status: list[int] = []
         journaled = scope["method"] == "OPTIONS" or scope["path"].startswith(UNCHECKED_PATHS)
 
         async def mark(message) -> None:
             nonlocal journaled
             if message["type"] == "http.response.start":
-                status.append(message["status"])
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
                     message = {**message, "headers": headers + [self.UNCHECKED]}
@@ -290,8 +288,8 @@ class Edge:
         try:
             await self.app(scope, receive, mark)
         finally:
-            if not journaled:  # no complete response: a fault, or a failure
-                self._record(scope, notes, status[0] if status else None, started)
+            if not journaled:  # no response was started: a dropped connection, or a failure
+                self._record(scope, notes, None, started)
 
     async def _refuse(self, scope, send, started: float) -> None:
         body = ApiError(404, "No such route: the path holds control characters").encode()
