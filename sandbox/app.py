@@ -14,25 +14,32 @@ from functools import partial
 
 import connexion
 from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionResponse
+from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
-from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
-from starlette.middleware.cors import CORSMiddleware
-from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from sandbox import control, persistence
 from sandbox.config import LOCALHOST_ORIGINS, Config
 from sandbox.contract import BearerAuth, Contract
-from sandbox.errors import JSON, ApiError, from_http_status, from_store_error, internal_error
+from sandbox.errors import (
+    JSON,
+    ApiError,
+    from_http_status,
+    from_store_error,
+    internal_error,
+)
 from sandbox.forced import ResponseCatalog
 from sandbox.handlers import CreditHandlers
+from sandbox.inline_wsgi import InlineWSGI
 from sandbox.journal import Journal
 from sandbox.pipeline import CONTRACT_HEADER, Edge, Pipeline
 from sandbox.ratelimit import RateLimiter
@@ -161,6 +168,8 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
     app.add_api(spec, resolver=Resolver(function_resolver=resolve))
+    # Flask runs on the event loop's thread, not on a2wsgi's worker threads: see inline_wsgi.
+    app._middleware_app.asgi_app = InlineWSGI(app.app.wsgi_app)
     # Control routes keep the key order they build, compact, as the API responses do.
     app.app.json.sort_keys = False
     app.app.json.compact = True

@@ -94,7 +94,6 @@ def main(ctx: click.Context, **options) -> None:
     # connexion imports starlette's test client, which warns when httpx (a test extra) is present.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from sandbox.app import create_app
-
     from sandbox.clock import Clock, ClockError
     from sandbox.persistence import StateFileError
     from sandbox.seed import ScenarioError

@@ -8,19 +8,19 @@ and get byte-stable bodies; `advance` moves a frozen clock, or shifts a running 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sandbox.timestamps import format_timestamp, parse_timestamp
 
 
 def _system_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # The clock stays well inside what timestamps can express (years 1 to 9999), so that time passing
 # or being advanced can never push a stamp out of range.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class ClockError(ValueError):

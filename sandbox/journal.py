@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sandbox.timestamps import format_timestamp
 
@@ -27,7 +27,7 @@ class Journal:
             return
         with self._lock:
             entry["id"] = next(self._ids)
-            entry["at"] = format_timestamp(datetime.now(timezone.utc))
+            entry["at"] = format_timestamp(datetime.now(UTC))
             self._entries.append(entry)
 
     def query(self, namespace: str | None = None, method: str | None = None, path: str | None = None,

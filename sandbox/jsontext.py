@@ -12,6 +12,11 @@ import math
 import re
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The only ways a lone surrogate gets into parsed JSON: a `\\uD800`-style escape, or, since
+# json.loads decodes bytes with "surrogatepass", a surrogate code point encoded as UTF-8
+# (ED A0..BF ..). Text without either needs no walk over the parsed value.
+_SURROGATE_SOURCE_UTF8 = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE_SOURCE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _reject_constant(name: str):
@@ -44,12 +49,22 @@ def portable_problem(value) -> str | None:
     return None
 
 
+def _may_hold_surrogates(data: bytes | str) -> bool:
+    if isinstance(data, str):
+        return _SURROGATE_SOURCE_TEXT.search(data) is not None
+    if json.detect_encoding(data) != "utf-8":
+        return True  # UTF-16/32 bodies are rare: walk the value
+    return _SURROGATE_SOURCE_UTF8.search(data) is not None
+
+
 def strict_loads(data: bytes | str, **_parameters):
     """Parse JSON strictly; ValueError says what is wrong."""
     try:
         value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("it is nested too deeply") from None
+    if not _may_hold_surrogates(data):  # numbers were checked while parsing
+        return value
     problem = portable_problem(value)
     if problem:
         raise ValueError(problem)

@@ -44,7 +44,7 @@ class Directive:
         return ", ".join(p for p in parts if p)
 
     @classmethod
-    def build(cls, code=None, example=None, delay=None, fault=None, where: str = "") -> "Directive":
+    def build(cls, code=None, example=None, delay=None, fault=None, where: str = "") -> Directive:
         def problem(name, message):
             return DirectiveError(f"{where}{name}: {message}", field=f"{where}{name}".rstrip(": "))
 

@@ -107,7 +107,7 @@ class Scenario:
     businesses: list[dict]
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "Scenario":
+    def load(cls, name_or_path: str | Path) -> Scenario:
         path = resolve_scenario(name_or_path)
         spec = _read(path)
         try:

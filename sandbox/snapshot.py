@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import jsonschema
 
+from sandbox.jsontext import portable_problem
 from sandbox.models import (
     Allocation,
     Business,
@@ -25,7 +26,6 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
-from sandbox.jsontext import portable_problem
 from sandbox.store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
 from sandbox.timestamps import normalize_timestamp
 

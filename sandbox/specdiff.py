@@ -60,7 +60,7 @@ def load_document(path: Path) -> dict:
     document = _parse(text)
     if isinstance(document, dict) and "openapi" in document:
         return document
-    blocks = [m.group(2) for m in re.finditer(r"^(`{3,})ya?ml[^\n]*\n(.*?)^\1", text, re.S | re.M)]
+    blocks = [m.group(2) for m in re.finditer(r"^(`{3,})ya?ml[^\n]*\n(.*?)^\1", text, re.DOTALL | re.MULTILINE)]
     if not blocks:
         raise SpecFileError(f"{path} is neither an OpenAPI document nor a page with a ```yaml block")
     for block in blocks:

@@ -44,7 +44,7 @@ class BackgroundSandbox:
             access_log=False, lifespan="on"))
         self._thread = threading.Thread(target=self._server.run, name="layer-sandbox", daemon=True)
 
-    def start(self, timeout: float = 30.0) -> "BackgroundSandbox":
+    def start(self, timeout: float = 30.0) -> BackgroundSandbox:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -57,7 +57,7 @@ class BackgroundSandbox:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
-    def handle(self, namespace: str, *, seed: int | None = None, scenario: str | None = None) -> "SandboxHandle":
+    def handle(self, namespace: str, *, seed: int | None = None, scenario: str | None = None) -> SandboxHandle:
         """A freshly reset namespace of this server."""
         handle = SandboxHandle(self.url, namespace)
         handle.reset(seed=seed, scenario=scenario)

@@ -6,12 +6,12 @@ as strings, serialise without work, and never depend on the machine's time zone.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def format_timestamp(moment: datetime) -> str:
     # Not strftime: its %Y does not zero-pad years before 1000 on every platform.
-    m = moment.astimezone(timezone.utc)
+    m = moment.astimezone(UTC)
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
 
 
@@ -25,8 +25,8 @@ def parse_timestamp(text: str) -> datetime:
         normalized = normalized[:-1] + "+00:00"
     moment = datetime.fromisoformat(normalized)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    if not 1 <= moment.astimezone(timezone.utc).year <= 9999:
+        moment = moment.replace(tzinfo=UTC)
+    if not 1 <= moment.astimezone(UTC).year <= 9999:
         raise ValueError("year out of range")
     return moment
 
