@@ -1,16 +1,23 @@
-"""Side-by-side load benchmark: layer-sandbox against Prism on the same openapi.yaml.
+"""The benchmark: layer-sandbox side by side with Prism on the same openapi.yaml, in one run.
 
-    .venv/bin/python bench/run.py                 # 1, 8 and 32 connections, 10 s each after a warm-up
-    .venv/bin/python bench/run.py --duration 2 --connections 1 --skip-prism   # a smoke run
+    .venv/bin/python bench/run.py            # the full run (about 6 minutes here)
+    .venv/bin/python bench/run.py --quick    # a smoke run of every part (seconds; the tests run it)
 
-Both servers run on 127.0.0.1, one after the other, driven by wrk (Debian's `wrk`, installed with
-apt-get when missing and run as root) with bench/workload.lua: list (limit 20) 60%, fetch 20%,
-create 10%, update 5%, delete 5%. Prism (`@stoplight/prism-cli` from the npm registry) is
-installed into bench/.prism on first use. Figures go to stdout and to bench/out/load.json and
-bench/out/load.md; they are measurements, never assertions.
+Everything runs on 127.0.0.1, one server at a time. It measures:
 
-This is the load part of the benchmark (issue 5); cold start, list latency at 100k credits,
-memory and the cost of validation are still to come.
+- load: the mixed workload of bench/workload.lua (list limit 20 60%, fetch 20%, create 10%,
+  update 5%, delete 5%; valid requests with a bearer token), driven by wrk after a warm-up at 1, 8
+  and 32 connections, against the sandbox, the sandbox with validation switched off (the
+  benchmark-only LAYER_SANDBOX_BENCH_NO_VALIDATION=1), and Prism (`prism mock`);
+- cold start: process start to the first 200 from /__sandbox/health (Prism: to its first answer),
+  the median of several starts;
+- list latency: one connection listing the first page (limit 20) of a business with 1,000 and with
+  100,000 credits (a scenario file written for the run);
+- memory: the resident set (VmRSS) with 100,000 credits, and what each further namespace adds.
+
+wrk (Debian) and Prism (`@stoplight/prism-cli` from the npm registry, into bench/.prism) are
+installed when missing. The figures go to stdout, bench/out/results.json, bench/out/results.md and
+bench/out/load.png: they are measurements, never assertions.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +43,9 @@ ROOT = BENCH.parent
 PRISM_DIR = BENCH / ".prism"
 PRISM_VERSION = "5"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+TOKEN = {"Authorization": "Bearer bench-token"}
+NO_VALIDATION = "LAYER_SANDBOX_BENCH_NO_VALIDATION"
+SERVERS = {"sandbox": "sandbox", "sandbox-unvalidated": "sandbox, validation off", "prism": "Prism"}
 
 
 def free_port() -> int:
@@ -63,34 +75,83 @@ def ensure_prism() -> Path:
     return prism
 
 
-def wait_until(check, timeout: float = 60.0) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        try:
-            if check():
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError("server did not become ready")
-
-
 def sandbox_script() -> str:
     return shutil.which("layer-sandbox") or str(Path(sys.executable).with_name("layer-sandbox"))
 
 
-def seeded_ids(base_url: str) -> dict:
-    business = httpx.get(f"{base_url}/__sandbox/businesses").json()["data"][0]
-    listing = httpx.get(f"{base_url}/v1/businesses/{business['id']}/invoices/customer-credits",
-                        params={"limit": 1000}, headers={"Authorization": "Bearer bench-token"}).json()["data"]
-    return {"business": business["id"], "customer": business["customers"][0]["id"],
-            "credits": [c["id"] for c in listing]}
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
 
 
-def write_ids(ids: dict) -> None:
-    credits = ", ".join(f'"{c}"' for c in ids["credits"])
+class Server:
+    """One server process on a free loopback port; `ready_after` is start to first good answer."""
+
+    def __init__(self, kind: str, *, prism: Path | None = None, scenario: str | None = None,
+                 timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        if kind == "prism":
+            command = [str(prism), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(ROOT / "openapi.yaml")]
+            probe = (f"{self.base}/v1/businesses/00000000-0000-4000-8000-000000000000/invoices/customer-credits",
+                     {"Authorization": "Bearer b"})
+        else:
+            command = [sandbox_script(), "--port", str(self.port), "--max-namespaces", "1000"]
+            command += ["--scenario", scenario] if scenario else []
+            if kind == "sandbox-unvalidated":
+                env[NO_VALIDATION] = "1"
+            probe = (f"{self.base}/__sandbox/health", {})
+        started = time.perf_counter()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env=env, start_new_session=True)
+        with httpx.Client(timeout=5) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{kind} exited with status {self.process.returncode}")
+                try:
+                    if client.get(probe[0], headers=probe[1]).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.perf_counter() - started > timeout:
+                    self.stop()
+                    raise RuntimeError(f"{kind} was not ready after {timeout} s")
+                time.sleep(0.005)
+        self.ready_after = time.perf_counter() - started
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+
+def first_business(base: str) -> dict:
+    return httpx.get(f"{base}/__sandbox/businesses").json()["data"][0]
+
+
+def write_ids(base: str) -> None:
+    """The seeded ids the Lua workload uses, for the sandbox at `base` (Prism takes any id)."""
+    business = first_business(base)
+    listing = httpx.get(f"{base}/v1/businesses/{business['id']}/invoices/customer-credits",
+                        params={"limit": 1000}, headers=TOKEN).json()["data"]
+    credits = ", ".join(f'"{c["id"]}"' for c in listing)
     (BENCH / "bench_ids.lua").write_text(
-        f'return {{business = "{ids["business"]}", customer = "{ids["customer"]}", credits = {{{credits}}}}}\n')
+        f'return {{business = "{business["id"]}", customer = "{business["customers"][0]["id"]}", '
+        f'credits = {{{credits}}}}}\n')
 
 
 def parse_wrk(output: str) -> dict:
@@ -98,102 +159,219 @@ def parse_wrk(output: str) -> dict:
         number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
         return round(float(number) * UNITS[unit], 3)
 
+    def size(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)([KMG]?B)", value).groups()
+        return float(number) * {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+
     percentiles = {p: ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.M)}
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    done = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+[KMG]?B) read", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: (.*)", output)
+    requests = int(done.group(1))
     return {
         "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "mean_ms": ms(re.search(r"Latency\s+(\S+)", output).group(1)),
         "p50_ms": percentiles.get("50"), "p99_ms": percentiles.get("99"),
-        "requests": requests, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "requests": requests, "bytes_per_response": round(size(done.group(2)) / max(requests, 1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(1).strip() if errors else None,
     }
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: float) -> dict:
-    result = subprocess.run(
-        [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-         "-s", str(BENCH / "workload.lua"), url],
-        capture_output=True, text=True, env={**os.environ, "BENCH_DIR": str(BENCH)}, timeout=duration + 120,
-    )
+def run_wrk(wrk: str, url: str, connections: int, duration: float, script: Path | None = None,
+            headers: dict | None = None) -> dict:
+    command = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    command += ["-s", str(script)] if script else []
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    result = subprocess.run(command + [url], capture_output=True, text=True, timeout=duration + 120,
+                            env={**os.environ, "BENCH_DIR": str(BENCH)})
     if result.returncode != 0:
         raise RuntimeError(result.stderr or result.stdout)
     return parse_wrk(result.stdout)
 
 
-def start(server: str, port: int, prism: Path | None):
-    if server == "sandbox":
-        process = subprocess.Popen([sandbox_script(), "--port", str(port)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        ready = lambda: httpx.get(f"http://127.0.0.1:{port}/__sandbox/health").status_code == 200  # noqa: E731
-    else:
-        process = subprocess.Popen([str(prism), "mock", "-h", "127.0.0.1", "-p", str(port), str(ROOT / "openapi.yaml")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        ready = lambda: httpx.get(f"http://127.0.0.1:{port}/v1/businesses/00000000-0000-4000-8000-000000000000/"  # noqa: E731
-                                  "invoices/customer-credits", headers={"Authorization": "Bearer b"}).status_code == 200
-    return process, wait_until(ready)
+def measure_load(wrk: str, servers: list[str], prism: Path | None, levels: list[int], duration: float,
+                 warmup: float) -> dict:
+    results = {}
+    for kind in servers:
+        with Server(kind, prism=prism) as server:
+            if kind != "prism":
+                write_ids(server.base)
+            if warmup:
+                run_wrk(wrk, server.base, 8, warmup, BENCH / "workload.lua")
+            results[kind] = {}
+            for connections in levels:
+                if kind != "prism":
+                    httpx.post(f"{server.base}/__sandbox/reset")  # the same starting state for every level
+                results[kind][connections] = run_wrk(wrk, server.base, connections, duration, BENCH / "workload.lua")
+                print(f"  load {SERVERS[kind]:>24} @ {connections:>2} connections: "
+                      f"{results[kind][connections]['requests_per_second']:.0f} req/s", flush=True)
+    return results
 
 
-def stop(process) -> None:
+def measure_cold_start(servers: list[str], prism: Path | None, starts: int) -> dict:
+    results = {}
+    for kind in servers:
+        times = []
+        for _ in range(starts):
+            with Server(kind, prism=prism) as server:
+                times.append(server.ready_after)
+        results[kind] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+                         "max_s": round(max(times), 3), "starts": starts}
+        print(f"  cold start {SERVERS[kind]:>18}: median {results[kind]['median_s']} s", flush=True)
+    return results
+
+
+def scenario_file(out: Path, credits: int) -> Path:
+    path = out / f"scenario-{credits}-credits.yaml"
+    path.write_text(f"description: bench/run.py, one business with {credits} credits\nextends: default\n"
+                    f"businesses:\n  - {{credits: {credits}, customers: 200, invoices: 200, deleted: 0}}\n")
+    return path
+
+
+def measure_sizes(wrk: str, sizes: list[int], duration: float, namespaces: int, out: Path) -> tuple[dict, dict]:
+    """List latency at each size, the RSS at each size, and the RSS per extra namespace."""
+    latency, memory = {}, {}
+    for credits in sizes:
+        with Server("sandbox", scenario=str(scenario_file(out, credits)), timeout=900) as server:
+            business = first_business(server.base)["id"]
+            url = f"{server.base}/v1/businesses/{business}/invoices/customer-credits?limit=20"
+            run_wrk(wrk, url, 1, min(duration, 2), headers=TOKEN)  # warm-up
+            latency[credits] = run_wrk(wrk, url, 1, duration, headers=TOKEN)
+            latency[credits]["seeded_in_s"] = round(server.ready_after, 2)
+            memory[f"rss_mib_with_{credits}_credits"] = rss_mib(server.process.pid)
+            print(f"  list @ {credits} credits: p50 {latency[credits]['p50_ms']} ms; "
+                  f"RSS {memory[f'rss_mib_with_{credits}_credits']} MiB", flush=True)
+    with Server("sandbox") as server:
+        business = first_business(server.base)["id"]
+        url = f"{server.base}/v1/businesses/{business}/invoices/customer-credits"
+        httpx.get(url, headers=TOKEN)
+        before = rss_mib(server.process.pid)
+        for number in range(namespaces):
+            httpx.get(url, headers={**TOKEN, "X-Sandbox-Namespace": f"bench-{number}"}).raise_for_status()
+        after = rss_mib(server.process.pid)
+    memory["rss_mib_default_one_namespace"] = before
+    memory["mib_per_namespace"] = round((after - before) / namespaces, 3)
+    memory["namespaces_added"] = namespaces
+    return latency, memory
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def markdown(results: dict) -> str:
+    load, levels = results["load"], results["levels"]
+    lines = ["### Load (bench/workload.lua)", "",
+             "| connections | server | req/s | p50 ms | p99 ms | bytes/response | non-2xx | req/s vs Prism |",
+             "|---|---|---|---|---|---|---|---|"]
+    for connections in levels:
+        prism_rps = load.get("prism", {}).get(connections, {}).get("requests_per_second")
+        for kind, rows in load.items():
+            row = rows[connections]
+            lines.append(f"| {connections} | {SERVERS[kind]} | {row['requests_per_second']:.0f} | {row['p50_ms']} | "
+                         f"{row['p99_ms']} | {row['bytes_per_response']} | {row['non_2xx']} | "
+                         f"{ratio(row['requests_per_second'], prism_rps) if kind != 'prism' else ''} |")
+    if "sandbox" in load and "sandbox-unvalidated" in load:
+        lines += ["", "Validation's cost per request (1 / req/s, validated minus unvalidated): " + ", ".join(
+            f"{(1 / load['sandbox'][c]['requests_per_second'] - 1 / load['sandbox-unvalidated'][c]['requests_per_second']) * 1000:.2f} ms "
+            f"at {c}" for c in levels)]
+    cold = results["cold_start"]
+    lines += ["", "### Cold start (process start to first good answer)", "", "| server | median s | min s | max s |",
+              "|---|---|---|---|"]
+    lines += [f"| {SERVERS[k]} | {v['median_s']} | {v['min_s']} | {v['max_s']} |" for k, v in cold.items()]
+    if "prism" in cold:
+        lines += ["", f"sandbox / Prism: {ratio(cold['sandbox']['median_s'], cold['prism']['median_s'])}"]
+    lat = results["list_latency"]
+    lines += ["", "### First page (limit 20), one connection", "",
+              "| credits in the business | req/s | mean ms | p50 ms | p99 ms | seeded and ready in s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {r['requests_per_second']:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | {r['seeded_in_s']} |"
+              for n, r in lat.items()]
+    sizes = list(lat)
+    if len(sizes) > 1:
+        lines += ["", f"p50 at {sizes[-1]} / p50 at {sizes[0]}: {ratio(lat[sizes[-1]]['p50_ms'], lat[sizes[0]]['p50_ms'])}"]
+    lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> bool:
     try:
-        os.killpg(process.pid, signal.SIGTERM) if process.pid == os.getpgid(process.pid) else process.terminate()
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        import matplotlib
+    except ImportError:
+        print("matplotlib is missing (pip install '.[bench]'): no plot", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    load, levels = results["load"], results["levels"]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / len(load)
+    for index, (kind, rows) in enumerate(load.items()):
+        xs = [position + index * width for position in range(len(levels))]
+        throughput.bar(xs, [rows[c]["requests_per_second"] for c in levels], width, label=SERVERS[kind])
+        latency.plot(range(len(levels)), [rows[c]["p50_ms"] for c in levels], marker="o", label=f"{SERVERS[kind]} p50")
+        latency.plot(range(len(levels)), [rows[c]["p99_ms"] for c in levels], marker="^", linestyle="--",
+                     label=f"{SERVERS[kind]} p99")
+    for axis in (throughput, latency):
+        axis.set_xlabel("connections")
+    throughput.set_xticks([p + width * (len(load) - 1) / 2 for p in range(len(levels))], [str(c) for c in levels])
+    latency.set_xticks(range(len(levels)), [str(c) for c in levels])
+    throughput.set_ylabel("requests / s")
+    throughput.set_title("Throughput, mixed workload")
+    latency.set_ylabel("ms (log scale)")
+    latency.set_yscale("log")
+    latency.set_title("Latency")
+    throughput.legend(fontsize=8)
+    latency.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency level")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before measuring")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each load series")
     parser.add_argument("--connections", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts per server")
+    parser.add_argument("--credits", default="1000,100000", help="business sizes for the list latency")
+    parser.add_argument("--namespaces", type=int, default=20, help="namespaces added for the memory figure")
     parser.add_argument("--skip-prism", action="store_true", help="measure the sandbox only")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 1 s, one connection, small businesses, no Prism")
     parser.add_argument("--out", type=Path, default=BENCH / "out")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.connections, args.starts = 1.0, 0.0, "1", 2
+        args.credits, args.namespaces, args.skip_prism = "100,1000", 2, True
     levels = [int(c) for c in args.connections.split(",")]
+    sizes = [int(c) for c in args.credits.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
     wrk = ensure_wrk()
     prism = None if args.skip_prism else ensure_prism()
+    servers = ["sandbox", "sandbox-unvalidated"] + ([] if args.skip_prism else ["prism"])
 
-    results: dict[str, dict] = {}
-    ids = None
-    for server in ["sandbox"] + ([] if args.skip_prism else ["prism"]):
-        port = free_port()
-        process, ready_after = start(server, port, prism)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            if server == "sandbox":
-                ids = seeded_ids(base)
-                write_ids(ids)
-            results[server] = {"ready_after_s": round(ready_after, 3), "load": {}}
-            if args.warmup:
-                run_wrk(wrk, base, 8, args.warmup)
-            for connections in levels:
-                if server == "sandbox":
-                    httpx.post(f"{base}/__sandbox/reset")  # the same starting state for every level
-                results[server]["load"][connections] = run_wrk(wrk, base, connections, args.duration)
-        finally:
-            stop(process)
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()},
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "levels": levels,
+    }
+    print("load ...", flush=True)
+    results["load"] = measure_load(wrk, servers, prism, levels, args.duration, args.warmup)
+    print("cold start ...", flush=True)
+    results["cold_start"] = measure_cold_start([s for s in servers if s != "sandbox-unvalidated"], prism, args.starts)
+    print("list latency and memory ...", flush=True)
+    results["list_latency"], results["memory"] = measure_sizes(wrk, sizes, args.duration, args.namespaces, args.out)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps(results, indent=2))
-    table = ["| connections | server | req/s | p50 ms | p99 ms | non-2xx | sandbox/Prism req/s |",
-             "|---|---|---|---|---|---|---|"]
-    for connections in levels:
-        sandbox = results["sandbox"]["load"][connections]
-        prism_row = results.get("prism", {}).get("load", {}).get(connections)
-        ratio = f"{sandbox['requests_per_second'] / prism_row['requests_per_second']:.2f}" if prism_row else "-"
-        for name, row in (("sandbox", sandbox), ("prism", prism_row)):
-            if row:
-                table.append(f"| {connections} | {name} | {row['requests_per_second']:.0f} | {row['p50_ms']} | "
-                             f"{row['p99_ms']} | {row['non_2xx']} | {ratio if name == 'sandbox' else ''} |")
-    text = "\n".join(table)
-    (args.out / "load.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (args.out / "results.md").write_text(text)
+    plotted = plot(results, args.out / "load.png")
+    print()
     print(text)
-    print(f"\nwritten: {args.out / 'load.json'}, {args.out / 'load.md'}")
+    print(f"written: {args.out / 'results.json'}, {args.out / 'results.md'}" + (f", {args.out / 'load.png'}" if plotted else ""))
 
 
 if __name__ == "__main__":

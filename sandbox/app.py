@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 from functools import partial
 
@@ -41,6 +40,7 @@ from sandbox.forced import ResponseCatalog
 from sandbox.handlers import CreditHandlers
 from sandbox.inline_wsgi import InlineWSGI
 from sandbox.journal import Journal
+from sandbox.jsontext import ResponseJson
 from sandbox.pipeline import CONTRACT_HEADER, Edge, Pipeline
 from sandbox.ratelimit import RateLimiter
 from sandbox.resources import load_spec
@@ -155,6 +155,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             auth=BearerAuth(config.token),
             catalog=ResponseCatalog(spec),
             rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
+            validate=config.validate,
         ),
         LifespanMiddleware,
         ContextMiddleware,
@@ -163,7 +164,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
         __name__,
         middlewares=middlewares,
         lifespan=lifespan,
-        jsonifier=Jsonifier(json, separators=(",", ":"), allow_nan=False),
+        jsonifier=Jsonifier(ResponseJson),
         pythonic_params=True,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )

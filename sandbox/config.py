@@ -8,9 +8,16 @@ from pathlib import Path
 from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
 
 DEFAULT_SEED = 1
+NO_VALIDATION_VARIABLE = "LAYER_SANDBOX_BENCH_NO_VALIDATION"
 DEFAULT_PORT = 8088
 # Browsers on any localhost origin (any port, http or https) may call the sandbox by default.
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+# How uvicorn serves the app, wherever it does (the CLI, the proxy, the pytest plugin). asyncio's
+# own event loop, not uvloop: under 32 connections uvloop answered some connections late (p99
+# 1.3 s against a 130 ms median while no request took the server over 10 ms), asyncio fairly
+# (p99 ~220 ms) and no slower; bench/run.py measures it.
+SERVER_OPTIONS = {"loop": "asyncio", "log_level": "warning", "access_log": False, "lifespan": "on"}
 
 
 @dataclass(frozen=True)
@@ -32,3 +39,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     # Requests per second per token; None disables Layer's rate limit.
     rate_limit: int | None = None
+    # Benchmark only (bench/run.py measures what validation costs): False skips openapi-core's
+    # request and response checks. Set by the LAYER_SANDBOX_BENCH_NO_VALIDATION environment
+    # variable alone, never by a flag; every response then says `request=skipped; response=skipped`.
+    validate: bool = True

@@ -39,7 +39,7 @@ from sandbox.fastschema import (
     CachedValidatorsFactory,
     CompiledSchemas,
 )
-from sandbox.jsontext import strict_loads
+from sandbox.jsontext import read_response, strict_loads
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _BOOLEANS = ("true", "false")
@@ -162,15 +162,22 @@ class Contract:
         compiled = CompiledSchemas(spec)
         writes = CachedValidatorsFactory(oas30_write_schema_validators_factory, compiled)
         reads = CachedValidatorsFactory(oas30_read_schema_validators_factory, compiled)
-        json_media = {"application/json": strict_loads}
         # The validators of openapi-core's OpenAPI facade for 3.0, built once, with the caches
         # above; requests are judged as writes and responses as reads, as openapi-core does.
         self._requests = V30RequestValidator(
-            document, schema_validators_factory=writes, extra_media_type_deserializers=json_media, path_finder_cls=CachedPathFinder,
-            style_deserializers_factory=CachedStyleDeserializersFactory(oas30_write_schema_casters_factory, writes))
+            document,
+            schema_validators_factory=writes,
+            style_deserializers_factory=CachedStyleDeserializersFactory(oas30_write_schema_casters_factory, writes),
+            extra_media_type_deserializers={"application/json": strict_loads},
+            path_finder_cls=CachedPathFinder,
+        )
         self._responses = V30ResponseValidator(
-            document, schema_validators_factory=reads, extra_media_type_deserializers=json_media, path_finder_cls=CachedPathFinder,
-            style_deserializers_factory=CachedStyleDeserializersFactory(oas30_read_schema_casters_factory, reads))
+            document,
+            schema_validators_factory=reads,
+            style_deserializers_factory=CachedStyleDeserializersFactory(oas30_read_schema_casters_factory, reads),
+            extra_media_type_deserializers={"application/json": read_response},
+            path_finder_cls=CachedPathFinder,
+        )
 
     def allowed_methods(self, path: str) -> str | None:
         """The `Allow` header for a path of the contract (None when it is no such path)."""

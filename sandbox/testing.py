@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from sandbox.config import Config
+from sandbox.config import SERVER_OPTIONS, Config
 
 
 def _free_port(host: str) -> int:
@@ -40,8 +40,7 @@ class BackgroundSandbox:
         self.url = f"http://{self.config.host}:{self.config.port}"
         self.app = create_app(self.config)
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, host=self.config.host, port=self.config.port, log_level="warning",
-            access_log=False, lifespan="on"))
+            self.app, host=self.config.host, port=self.config.port, **SERVER_OPTIONS))
         self._thread = threading.Thread(target=self._server.run, name="layer-sandbox", daemon=True)
 
     def start(self, timeout: float = 30.0) -> BackgroundSandbox:
