@@ -7,6 +7,7 @@ kept in the wire format of `sandbox.timestamps`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -73,7 +74,7 @@ class Customer:
     address_string: str | None
     memo: str | None = None
     status: str = "ACTIVE"
-    transaction_tags: list[Tag] = field(default_factory=list)
+    transaction_tags: Sequence[Tag] = field(default_factory=list)
 
     def to_api(self) -> dict:
         return {
@@ -117,7 +118,7 @@ class LineItem:
     memo: str | None = None
     metadata: dict | None = None
     reference_number: str | None = None
-    transaction_tags: list[Tag] = field(default_factory=list)
+    transaction_tags: Sequence[Tag] = field(default_factory=list)
 
     def to_api(self) -> dict:
         return {
@@ -159,7 +160,7 @@ class CustomerCredit:
     sent_at: str | None = None
     allocations: list[Allocation] = field(default_factory=list)
     deleted_at: str | None = None
-    transaction_tags: list[Tag] = field(default_factory=list)
+    transaction_tags: Sequence[Tag] = field(default_factory=list)
     memo: str | None = None
     metadata: dict | None = None
     reference_number: str | None = None

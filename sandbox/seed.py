@@ -8,6 +8,7 @@ allocated and deleted credits) comes from a scenario file in `fixtures/scenarios
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,6 +138,9 @@ class Scenario:
 # new namespace and every reset paid. Reseeding gives it the same state as a fresh one, and the
 # lock keeps two builds from drawing from it at once.
 _FAKERS: dict[str, Faker] = {}
+# Untagged seeded credits and lines share one empty, unchangeable tag list (the store replaces
+# tag lists, never appends to them): 56 bytes saved per credit and line.
+NO_TAGS: tuple = ()
 _FAKERS_LOCK = threading.Lock()
 
 
@@ -153,6 +157,7 @@ class _Seeder:
         self.scenario = scenario
         self.fake = _faker(scenario.locale, seed)
         self.ids = IdSource(seed)
+        self._batches: dict[int, dict] = {}
 
     def moment(self, earliest_days: float = None) -> datetime:
         """A moment in the scenario's history window, at whole-second precision."""
@@ -213,6 +218,15 @@ class _Seeder:
             status="ACTIVE",
         )
 
+    def batch_metadata(self, batch: int) -> dict:
+        """The seed's metadata of a batch of ten credits: one dict for the ten. The store never
+        changes a metadata dict in place (an update replaces it), so sharing it is safe and
+        saves ~200 bytes a seeded credit."""
+        found = self._batches.get(batch)
+        if found is None:
+            found = self._batches[batch] = {"source": "seed", "batch": batch}
+        return found
+
     def tags(self, business: Business, count: int) -> list[Tag]:
         tags = []
         for key in self.fake.random_elements(sorted(TAG_VOCABULARY), length=count, unique=True):
@@ -220,7 +234,7 @@ class _Seeder:
             value = self.fake.random_element(values)
             dimension_id = business.tag_dimensions.setdefault(key, self.ids.new())
             definition_id = business.tag_definitions.setdefault((key, value), self.ids.new())
-            tags.append(Tag(self.ids.new(), key, value, dimension_id, definition_id, display, value.title()))
+            tags.append(Tag(self.ids.new(), key, value, dimension_id, definition_id, display, sys.intern(value.title())))
         return tags
 
     def credit(self, business: Business, customers: list[Customer], number: int, counts: dict) -> CustomerCredit:
@@ -238,7 +252,7 @@ class _Seeder:
                 memo=self.fake.random_element(MEMOS) if rich else None,
                 metadata={"sku": self.fake.bothify("SKU-####")} if rich else None,
                 reference_number=None,
-                transaction_tags=self.tags(business, 1) if rich else [],
+                transaction_tags=self.tags(business, 1) if rich else NO_TAGS,
             )
             for _ in range(self.fake.random_int(1, 3))
         ]
@@ -251,9 +265,9 @@ class _Seeder:
             updated_at=format_timestamp(updated),
             external_id=f"credit-{number + 1:05d}" if self.fake.boolean(75) else None,
             sent_at=format_timestamp(created + timedelta(hours=1)) if self.fake.boolean(80) else None,
-            transaction_tags=self.tags(business, 2) if rich else [],
+            transaction_tags=self.tags(business, 2) if rich else NO_TAGS,
             memo=self.fake.random_element(MEMOS) if rich else None,
-            metadata={"source": "seed", "batch": number // 10} if rich else None,
+            metadata=self.batch_metadata(number // 10) if rich else None,
             reference_number=f"CR-{number + 1:05d}" if rich else None,
         )
         draw = self.fake.random.random()

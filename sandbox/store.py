@@ -138,13 +138,13 @@ class Store:
         self._indexes: dict[str, CreditIndexes] = {}
         self._external_ids: dict[str, dict[str, str]] = {}
         for business in self.businesses.values():
-            self._indexes[business.id] = CreditIndexes()
+            live = [credit for credit in business.credits.values() if not credit.is_deleted]
+            self._indexes[business.id] = CreditIndexes(business.credits, live)
             self._external_ids[business.id] = {}
             for invoice in business.invoices.values():
                 invoice.credited_amount = 0
-            for credit in business.credits.values():
-                if not credit.is_deleted:
-                    self._index(business, credit)
+            for credit in live:
+                self._index(business, credit, sorted_already=True)
 
     # ----------------------------------------------------------------------------- reads
 
@@ -471,15 +471,16 @@ class Store:
 
     # ----------------------------------------------------------------------------- bookkeeping
 
-    def _index(self, business: Business, credit: CustomerCredit) -> None:
-        self._indexes[business.id].add(credit)
+    def _index(self, business: Business, credit: CustomerCredit, sorted_already: bool = False) -> None:
+        if not sorted_already:
+            self._indexes[business.id].add(credit)
         if credit.external_id is not None:
             self._external_ids[business.id][credit.external_id] = credit.id
         for allocation in credit.allocations:
             business.invoices[allocation.invoice_id].credited_amount += allocation.amount
 
     def _unindex(self, business: Business, credit: CustomerCredit) -> None:
-        self._indexes[business.id].discard(credit.id)
+        self._indexes[business.id].discard(credit)
         if credit.external_id is not None:
             self._external_ids[business.id].pop(credit.external_id, None)
         for allocation in credit.allocations:
