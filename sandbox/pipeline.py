@@ -7,9 +7,11 @@
 2. picks the namespace (`X-Sandbox-Namespace`, created on first use);
 3. authenticates the bearer token (401);
 4. spends one request of the token's rate limit, when `--rate-limit` is on (429);
-5. validates the request against the contract with openapi-core (400 / 415 naming the field);
+5. validates the request against the contract with openapi-core (400 / 415 naming the field),
+   unless the benchmark-only switch turned validation off;
 6. follows a forced response (`Prefer` header, else the namespace's rules), or
-7. runs the handler (through connexion's Flask app) and buffers its response;
+7. runs the handler (through connexion's Flask app, on this same thread: `sandbox.inline_wsgi`)
+   and buffers its response;
 8. validates that response with openapi-core, whichever step produced it; one that breaks the
    contract is logged and replaced by a 500 Layer error naming each violation;
 9. stamps `X-Sandbox-Contract` (and the rate-limit headers), waits any forced delay, and sends,
@@ -34,6 +36,7 @@ from werkzeug.datastructures import Headers
 from sandbox.contract import BearerAuth, Contract, ContractRequest, ContractResponse
 from sandbox.errors import JSON, ApiError, bad_request, contract_violation
 from sandbox.forced import ResponseCatalog
+from sandbox.inline_wsgi import read_body
 from sandbox.journal import Journal
 from sandbox.ratelimit import RateLimiter
 from sandbox.rules import Directive, DirectiveError, parse_prefer
@@ -55,18 +58,6 @@ def _headers(raw) -> Headers:
 
 def _error_response(error: ApiError) -> ContractResponse:
     return ContractResponse(error.status, Headers({"content-type": JSON, **error.headers}), error.encode())
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
 
 
 class Pipeline:
@@ -95,7 +86,7 @@ class Pipeline:
             return
         notes["operation_id"] = operation_id
 
-        body = await _read_body(receive)
+        body = await read_body(receive)
         headers = _headers(scope["headers"])
         request = ContractRequest(scope, headers, body)
         extra_headers: dict[str, str] = {}
