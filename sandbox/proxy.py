@@ -21,8 +21,9 @@ from werkzeug.datastructures import Headers
 
 from sandbox.contract import Contract, ContractRequest, ContractResponse
 from sandbox.errors import JSON, ApiError
+from sandbox.inline_wsgi import read_body
 from sandbox.journal import Journal
-from sandbox.pipeline import CONTRACT_HEADER, _headers, _read_body
+from sandbox.pipeline import CONTRACT_HEADER, _headers
 
 # Hop-by-hop headers (RFC 9110 7.6.1), and those the proxy sets itself on each side: the
 # upstream is asked for an encoding httpx decodes (so the body can be validated), and the
@@ -75,7 +76,7 @@ class ValidatingProxy:
             await self._control(scope, send)
             return
         started = time.perf_counter()
-        body = await _read_body(receive)
+        body = await read_body(receive)
         headers = _headers(scope["headers"])
         request = ContractRequest(scope, headers, body)
         operation_id = self.contract.operation_for(scope["method"], scope["path"])
