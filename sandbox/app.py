@@ -142,7 +142,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
 
     middlewares = [
-        partial(Edge, journal=journal),
+        partial(Edge, journal=journal, max_body_bytes=config.max_body_bytes, client_timeout=config.client_timeout),
         _cors(config),
         ServerErrorMiddleware,
         ExceptionMiddleware,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from sandbox.config import DEFAULT_PORT, DEFAULT_SEED, NO_VALIDATION_VARIABLE, SERVER_OPTIONS, Config
+from sandbox.config import DEFAULT_PORT, DEFAULT_SEED, NO_VALIDATION_VARIABLE, Config
 from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
 from sandbox.seed import scenario_names
 
@@ -85,6 +85,13 @@ def _announce(config: Config, port: int, app) -> None:
 @click.option("--max-namespaces", envvar="LAYER_SANDBOX_MAX_NAMESPACES", type=click.IntRange(1), default=100,
               show_default=True, help="How many X-Sandbox-Namespace namespaces may exist at once. "
                                       "[env LAYER_SANDBOX_MAX_NAMESPACES]")
+@click.option("--max-body-bytes", envvar="LAYER_SANDBOX_MAX_BODY_BYTES", type=click.IntRange(1),
+              default=Config.max_body_bytes, show_default=True,
+              help="Largest request body taken, on every route; larger gets 413. [env LAYER_SANDBOX_MAX_BODY_BYTES]")
+@click.option("--client-timeout", envvar="LAYER_SANDBOX_CLIENT_TIMEOUT", type=click.FloatRange(0.1),
+              default=Config.client_timeout, show_default=True,
+              help="Seconds a client may take to send a request's head, or between parts of its body; "
+                   "slower gets 408 and is disconnected. [env LAYER_SANDBOX_CLIENT_TIMEOUT]")
 @click.option("--spec", "spec_path", envvar="LAYER_SANDBOX_SPEC", type=_FILE, default=SPEC_PATH,
               show_default=True, help="The contract to serve and enforce. [env LAYER_SANDBOX_SPEC]")
 @click.version_option(package_name="layer-sandbox")
@@ -102,6 +109,7 @@ def main(ctx: click.Context, **options) -> None:
     # connexion imports starlette's test client, which warns when httpx (a test extra) is present.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from sandbox.app import create_app
+    from sandbox.serving import uvicorn_options
     from sandbox.clock import Clock, ClockError
     from sandbox.persistence import StateFileError
     from sandbox.seed import ScenarioError
@@ -125,7 +133,7 @@ def main(ctx: click.Context, **options) -> None:
     gc.enable()
     sock = _listening_socket(config.host, config.port)
     _announce(config, sock.getsockname()[1], app)
-    server = uvicorn.Server(uvicorn.Config(app, **SERVER_OPTIONS))
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the app saves --state-file then), and then
     # raises the signal again against the handlers it found: make those no-ops so that a clean
     # shutdown exits with status 0.
@@ -176,6 +184,7 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
     from sandbox.contract import Contract
     from sandbox.journal import Journal
     from sandbox.proxy import ValidatingProxy
+    from sandbox.serving import uvicorn_options
     from sandbox.resources import load_spec
 
     if not upstream.startswith(("http://", "https://")):
@@ -185,7 +194,7 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
     click.echo(f"layer-sandbox proxy listening on http://{host}:{sock.getsockname()[1]} -> {upstream} "
                f"(drift report: GET /__sandbox/requests{', JUnit: ' + str(junit_xml) if junit_xml else ''})")
     sys.stdout.flush()
-    server = uvicorn.Server(uvicorn.Config(app, **SERVER_OPTIONS))
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(Config())))
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
     server.run(sockets=[sock])

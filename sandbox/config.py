@@ -13,13 +13,6 @@ DEFAULT_PORT = 8088
 # Browsers on any localhost origin (any port, http or https) may call the sandbox by default.
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 
-# How uvicorn serves the app, wherever it does (the CLI, the proxy, the pytest plugin). asyncio's
-# own event loop, not uvloop: under 32 connections uvloop answered some connections late (p99
-# 1.3 s against a 130 ms median while no request took the server over 10 ms), asyncio fairly
-# (p99 ~220 ms) and no slower; bench/run.py measures it.
-SERVER_OPTIONS = {"loop": "asyncio", "log_level": "warning", "access_log": False, "lifespan": "on"}
-
-
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -43,3 +36,10 @@ class Config:
     # request and response checks. Set by the LAYER_SANDBOX_BENCH_NO_VALIDATION environment
     # variable alone, never by a flag; every response then says `request=skipped; response=skipped`.
     validate: bool = True
+    # The largest request body taken, on every route (larger: 413); see sandbox.pipeline.Edge.
+    max_body_bytes: int = 10 * 1024 * 1024
+    # Seconds a client may take to send a request's head, and between two parts of its body
+    # (slower: 408 and the connection is closed); see sandbox.serving.
+    client_timeout: float = 10.0
+    # Seconds in-flight requests get to finish on SIGTERM before the server stops anyway.
+    shutdown_grace: float = 10.0

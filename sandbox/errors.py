@@ -24,8 +24,11 @@ KINDS = {
     401: ("Unauthorized", "Unauthorized"),
     404: ("NotFound", "SpecifiedIdNotFound"),
     405: ("MethodNotAllowed", "MethodNotAllowed"),
+    408: ("RequestTimeout", "RequestTimeout"),
+    413: ("PayloadTooLarge", "PayloadTooLarge"),
     415: ("UnsupportedMediaType", "UnsupportedMediaType"),
     422: ("UnprocessableEntity", "SpecifiedBadRequest"),
+    431: ("RequestHeaderFieldsTooLarge", "RequestHeaderFieldsTooLarge"),
     500: ("InternalError", "SandboxInternalError"),
 }
 

@@ -18,7 +18,9 @@
    or breaks the connection as a forced fault asks.
 
 `Edge`, the outermost middleware (it holds the server's own `send`, so that a forced fault can
-break the connection), times every request, marks responses that no operation produced as
+break the connection), times every request, reads its body before anything else sees it (413
+over `--max-body-bytes`, 408 when the client stalls mid-body, nothing at all when it hangs up
+mid-body: a half-sent request changes nothing), marks responses that no operation produced as
 unchecked, and writes the journal entry from what the pipeline noted on the way.
 Everything derived from the spec is built once, with the app.
 """
@@ -207,15 +209,6 @@ class Pipeline:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.data})
 
     async def _call_handler(self, scope, receive, body: bytes) -> ContractResponse:
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         start: dict = {}
         chunks: list[bytes] = []
 
@@ -225,10 +218,25 @@ class Pipeline:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.app(scope, replay, capture)
+        await self.app(scope, _replay(body, receive), capture)
         headers = _headers(start.get("headers", []))
         headers.pop("content-length", None)
         return ContractResponse(start.get("status", 500), headers, b"".join(chunks))
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands over the body already read, then waits on the real one (which
+    reports a disconnect)."""
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _namespace_from_path(scope: dict) -> dict:
@@ -246,9 +254,11 @@ class Edge:
 
     UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
 
-    def __init__(self, app, *, journal: Journal) -> None:
+    def __init__(self, app, *, journal: Journal, max_body_bytes: int, client_timeout: float) -> None:
         self.app = app
         self.journal = journal
+        self.max_body_bytes = max_body_bytes
+        self.client_timeout = client_timeout
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -282,17 +292,50 @@ class Edge:
             await send(message)
 
         try:
-            await self.app(scope, receive, mark)
+            try:
+                body = await self._body(scope, receive)
+            except ApiError as refusal:
+                await self._refuse(scope, send, started, refusal)
+                journaled = True
+                return
+            if body is None:  # the client hung up before its body was whole: nothing to do
+                return
+            await self.app(scope, _replay(body, receive), mark)
         finally:
             if not journaled:  # no response was started: a dropped connection, or a failure
                 self._record(scope, notes, None, started)
 
-    async def _refuse(self, scope, send, started: float) -> None:
-        body = ApiError(404, "No such route: the path holds control characters").encode()
-        await send({"type": "http.response.start", "status": 404, "headers": [
-            (b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode()), self.UNCHECKED]})
+    async def _body(self, scope, receive) -> bytes | None:
+        """The whole body, or None when the client disconnected first; ApiError 413 / 408."""
+        declared = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise ApiError(413, f"The request body exceeds {self.max_body_bytes} bytes", headers={"Connection": "close"})
+        chunks, size = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.client_timeout)
+            except TimeoutError:
+                raise ApiError(408, f"The request body stalled for {self.client_timeout:g} s",
+                               headers={"Connection": "close"}) from None
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise ApiError(413, f"The request body exceeds {self.max_body_bytes} bytes", headers={"Connection": "close"})
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _refuse(self, scope, send, started: float, error: ApiError | None = None) -> None:
+        """Answer before routing: a path no route can have, a body too large or too slow."""
+        error = error or ApiError(404, "No such route: the path holds control characters")
+        body = error.encode()
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": [
+            (b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode()), self.UNCHECKED, *extra]})
         await send({"type": "http.response.body", "body": body})
-        self._record(scope, {}, 404, started)
+        self._record(scope, {"error": error.description}, error.status, started)
 
     def _record(self, scope, notes: dict, status: int | None, started: float) -> None:
         headers = _headers(scope["headers"])

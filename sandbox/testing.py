@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from sandbox.config import SERVER_OPTIONS, Config
+from sandbox.config import Config
 
 
 def _free_port(host: str) -> int:
@@ -33,6 +33,7 @@ class BackgroundSandbox:
         import uvicorn
 
         from sandbox.app import create_app
+        from sandbox.serving import uvicorn_options
 
         config.setdefault("host", "127.0.0.1")
         config.setdefault("port", _free_port(config["host"]))
@@ -40,7 +41,7 @@ class BackgroundSandbox:
         self.url = f"http://{self.config.host}:{self.config.port}"
         self.app = create_app(self.config)
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, host=self.config.host, port=self.config.port, **SERVER_OPTIONS))
+            self.app, host=self.config.host, port=self.config.port, **uvicorn_options(self.config)))
         self._thread = threading.Thread(target=self._server.run, name="layer-sandbox", daemon=True)
 
     def start(self, timeout: float = 30.0) -> BackgroundSandbox:
