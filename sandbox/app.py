@@ -142,7 +142,8 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
 
     middlewares = [
-        partial(Edge, journal=journal, max_body_bytes=config.max_body_bytes, client_timeout=config.client_timeout),
+        partial(Edge, journal=journal, max_body_bytes=config.max_body_bytes, client_timeout=config.client_timeout,
+                admin_token=config.admin_token),
         _cors(config),
         ServerErrorMiddleware,
         ExceptionMiddleware,
@@ -152,7 +153,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             Pipeline,
             sandbox=sandbox,
             contract=contract,
-            auth=BearerAuth(config.token),
+            auth=BearerAuth(config.tokens),
             catalog=ResponseCatalog(spec),
             rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
             validate=config.validate,

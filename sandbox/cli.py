@@ -41,7 +41,9 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 def _announce(config: Config, port: int, app) -> None:
     shown_host = f"[{config.host}]" if ":" in config.host else config.host
-    token = "only the configured --token" if config.token else "any bearer token"
+    scoped = sum(1 for t in config.tokens if "=" in t)
+    token = (f"only the {len(config.tokens)} configured --token(s), {scoped} scoped to one business"
+             if config.tokens else "any bearer token") + ("; control routes need --admin-token" if config.admin_token else "")
     lines = [
         f"layer-sandbox listening on http://{shown_host}:{port} "
         f"(scenario {app.sandbox.scenario.name}, seed {config.seed}, accepts {token})",
@@ -62,8 +64,12 @@ def _announce(config: Config, port: int, app) -> None:
 @click.option("--seed", envvar="LAYER_SANDBOX_SEED", type=click.IntRange(0, 2**63 - 1), default=DEFAULT_SEED,
               show_default=True,
               help="Seed of the generated data; the same seed gives the same data. [env LAYER_SANDBOX_SEED]")
-@click.option("--token", envvar="LAYER_SANDBOX_TOKEN", default=None,
-              help="Accept only this bearer token (default: any). [env LAYER_SANDBOX_TOKEN]")
+@click.option("--token", "tokens", envvar="LAYER_SANDBOX_TOKEN", multiple=True,
+              help="Accept only the bearer tokens given (default: any): T for every business, T=BUSINESS_ID "
+                   "for that business only; repeatable. [env LAYER_SANDBOX_TOKEN, space-separated]")
+@click.option("--admin-token", envvar="LAYER_SANDBOX_ADMIN_TOKEN", default=None,
+              help="Control routes under /__sandbox/ (health aside) take only this bearer token. "
+                   "[env LAYER_SANDBOX_ADMIN_TOKEN]")
 @click.option("--scenario", envvar="LAYER_SANDBOX_SCENARIO", default=DEFAULT_SCENARIO, show_default=True,
               help=f"What to seed: a scenario name ({', '.join(scenario_names())}) or a scenario file. "
                    "[env LAYER_SANDBOX_SCENARIO]")
@@ -117,6 +123,7 @@ def main(ctx: click.Context, **options) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("connexion").setLevel(logging.WARNING)
     options["cors_origins"] = tuple(o for value in options["cors_origins"] for o in value.split())
+    options["tokens"] = tuple(options["tokens"])
     if os.environ.get(NO_VALIDATION_VARIABLE) == "1":
         options["validate"] = False
         logging.getLogger("sandbox").warning(

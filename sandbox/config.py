@@ -18,8 +18,11 @@ class Config:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     seed: int = DEFAULT_SEED
-    # None accepts any well-formed bearer token; a string accepts only that token.
-    token: str | None = None
+    # Empty accepts any well-formed bearer token. Otherwise only these: `T` for every business,
+    # `T=BUSINESS_ID` for that business only (Layer's business-scoped tokens).
+    tokens: tuple[str, ...] = ()
+    # When set, the control routes under /__sandbox/ (health excepted) take only this bearer token.
+    admin_token: str | None = None
     spec_path: Path = SPEC_PATH
     # A scenario name from fixtures/scenarios/ or a path to a scenario file.
     scenario: str = DEFAULT_SCENARIO

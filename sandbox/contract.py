@@ -267,17 +267,32 @@ def _raw_value(request: ContractRequest, error: ParameterValidationError) -> str
 
 
 class BearerAuth:
-    """Layer's bearer auth: any well-formed token, or only the configured one."""
+    """Layer's bearer auth: any well-formed token, or only the configured ones, each for every
+    business (`T`) or for one (`T=BUSINESS_ID`, as Layer's business-scoped tokens). A scoped
+    token sees no other business: asking for one gets the 404 an unknown business gets, so a
+    token learns nothing about businesses that are not its own."""
 
-    def __init__(self, token: str | None) -> None:
-        self.token = token
+    def __init__(self, tokens: tuple[str, ...] = ()) -> None:
+        self.scopes: dict[str, str | None] = {}
+        for entry in tokens:
+            token, _, business = entry.partition("=")
+            self.scopes[token] = business.strip().lower() or None
 
     @staticmethod
     def token_of(headers: Headers) -> str | None:
         scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
-    def check(self, headers: Headers) -> ApiError | None:
+    def _scope(self, token: str):
+        """The business a configured token is for (None: all), or False for an unknown token.
+        Every configured token is compared, in constant time, whatever matches."""
+        found = False
+        for known, business in self.scopes.items():
+            if hmac.compare_digest(token.encode(), known.encode()):
+                found = business
+        return found
+
+    def check(self, headers: Headers, business_id: str | None = None) -> ApiError | None:
         header = headers.get("authorization")
         if header is None:
             return unauthorized("Missing Authorization header; send 'Authorization: Bearer <token>'")
@@ -285,6 +300,13 @@ class BearerAuth:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or not _TOKEN.match(token):
             return unauthorized("Malformed Authorization header; expected 'Bearer <token>'")
-        if self.token is not None and not hmac.compare_digest(token.encode(), self.token.encode()):
+        if not self.scopes:
+            return None
+        scope = self._scope(token)
+        if scope is False:
             return unauthorized("The bearer token is not valid for this sandbox")
+        if scope is not None and business_id is not None and business_id.lower() != scope:
+            # Word for word what an unknown business gets (sandbox.store.Store.business).
+            return ApiError(404, f"Business {business_id} not found",
+                            {"field": "businessId", "resource": "business", "id": business_id})
         return None

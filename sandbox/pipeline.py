@@ -28,6 +28,7 @@ Everything derived from the spec is built once, with the app.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import re
@@ -36,7 +37,7 @@ import time
 from werkzeug.datastructures import Headers
 
 from sandbox.contract import BearerAuth, Contract, ContractRequest, ContractResponse
-from sandbox.errors import JSON, ApiError, bad_request, contract_violation
+from sandbox.errors import JSON, ApiError, bad_request, contract_violation, unauthorized
 from sandbox.forced import ResponseCatalog
 from sandbox.inline_wsgi import read_body
 from sandbox.journal import Journal
@@ -102,7 +103,7 @@ class Pipeline:
             namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
             error = bad_request(str(exc), location="header", field=NAMESPACE_HEADER)
-        error = error or self.auth.check(headers)
+        error = error or self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
         if not self.validate:
             notes["request_validation"] = "skipped"
         else:
@@ -254,9 +255,11 @@ class Edge:
 
     UNCHECKED = (CONTRACT_HEADER.lower().encode(), b"request=skipped; response=skipped")
 
-    def __init__(self, app, *, journal: Journal, max_body_bytes: int, client_timeout: float) -> None:
+    def __init__(self, app, *, journal: Journal, max_body_bytes: int, client_timeout: float,
+                 admin_token: str | None = None) -> None:
         self.app = app
         self.journal = journal
+        self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
         self.client_timeout = client_timeout
 
@@ -292,6 +295,11 @@ class Edge:
             await send(message)
 
         try:
+            if self._needs_admin(scope):
+                await self._refuse(scope, send, started, unauthorized(
+                    "The control routes under /__sandbox/ take only the --admin-token; send 'Authorization: Bearer <admin token>'"))
+                journaled = True
+                return
             try:
                 body = await self._body(scope, receive)
             except ApiError as refusal:
@@ -304,6 +312,17 @@ class Edge:
         finally:
             if not journaled:  # no response was started: a dropped connection, or a failure
                 self._record(scope, notes, None, started)
+
+    def _needs_admin(self, scope) -> bool:
+        """Whether this is a control route (health aside: container health checks use it) and the
+        request lacks the --admin-token that was set."""
+        path = scope["path"]
+        if self.admin_token is None or scope["method"] == "OPTIONS" or path == "/__sandbox/health":
+            return False
+        if path != "/__sandbox" and not path.startswith("/__sandbox/"):
+            return False
+        token = BearerAuth.token_of(_headers(scope["headers"])) or ""
+        return not hmac.compare_digest(token.encode(), self.admin_token.encode())
 
     async def _body(self, scope, receive) -> bytes | None:
         """The whole body, or None when the client disconnected first; ApiError 413 / 408."""

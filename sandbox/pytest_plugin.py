@@ -47,7 +47,7 @@ def layer_sandbox_server(request):
     server = BackgroundSandbox(
         seed=options.layer_sandbox_seed if options.layer_sandbox_seed is not None else 1,
         scenario=options.layer_sandbox_scenario or "default",
-        token=options.layer_sandbox_token,
+        tokens=(options.layer_sandbox_token,) if options.layer_sandbox_token else (),
         # Every test's namespace is dropped after it, with its journal entries; these bounds only
         # have to hold what the tests running at one time make.
         max_namespaces=1_000,

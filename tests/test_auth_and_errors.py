@@ -54,7 +54,7 @@ def test_with_token_flag_only_that_token_is_valid(tmp_path, check):
                 assert "not valid" in response.json()["errors"][0]["description"]
     finally:
         server.stop()
-    assert "accepts only the configured --token" in server.stdout
+    assert "accepts only the 1 configured --token(s)" in server.stdout and "s3cret" not in server.stdout
 
 
 @pytest.mark.parametrize("method, path, status", [

@@ -19,7 +19,9 @@ def test_help_lists_every_flag_with_its_environment_variable():
                            ("--scenario", "LAYER_SANDBOX_SCENARIO"), ("--clock", "LAYER_SANDBOX_CLOCK"),
                            ("--state-file", "LAYER_SANDBOX_STATE_FILE"), ("--cors-origin", "LAYER_SANDBOX_CORS_ORIGINS"),
                            ("--rate-limit", "LAYER_SANDBOX_RATE_LIMIT"), ("--journal-size", "LAYER_SANDBOX_JOURNAL_SIZE"),
-                           ("--max-namespaces", "LAYER_SANDBOX_MAX_NAMESPACES"), ("--spec", "LAYER_SANDBOX_SPEC")]:
+                           ("--max-namespaces", "LAYER_SANDBOX_MAX_NAMESPACES"), ("--spec", "LAYER_SANDBOX_SPEC"),
+                           ("--admin-token", "LAYER_SANDBOX_ADMIN_TOKEN"), ("--max-body-bytes", "LAYER_SANDBOX_MAX_BODY_BYTES"),
+                           ("--client-timeout", "LAYER_SANDBOX_CLIENT_TIMEOUT")]:
         assert flag in result.stdout and variable in result.stdout, flag
 
 
