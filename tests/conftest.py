@@ -45,3 +45,5 @@ def pytest_terminal_summary(terminalreporter):
         f"contract: {Checked.checked} /v1 responses passed both the sandbox's own validation and "
         f"openapi-core in the test process; {Checked.violations_expected} deliberate violations seen"
     )
+    for line in Checked.figures:
+        terminalreporter.write_line(line)

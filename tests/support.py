@@ -201,6 +201,12 @@ class Checked:
 
     checked = 0
     violations_expected = 0
+    figures: list[str] = []  # what a test tried and what held, printed at the end of the run
+
+
+def report(line: str) -> None:
+    """A figure for the end-of-run summary (how many cases were tried, how many requests made)."""
+    Checked.figures.append(line)
 
 
 def checking_client(base_url: str, check: ContractCheck, *, headers=AUTH, expect_violation=False) -> httpx.Client:
