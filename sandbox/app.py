@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from sandbox import control, persistence
+from sandbox import control
 from sandbox.config import LOCALHOST_ORIGINS, Config
 from sandbox.contract import BearerAuth, Contract
 from sandbox.errors import (
@@ -113,12 +113,6 @@ def _cors(config: Config):
     )
 
 
-def save_state(sandbox: Sandbox) -> int:
-    """Write every namespace to --state-file (atomically); the number of bytes written."""
-    namespaces = {name: ns.export() for name, ns in list(sandbox.namespaces.items())}
-    return persistence.save(sandbox.config.state_file, namespaces)
-
-
 def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> connexion.FlaskApp:
     config = config or Config()
     sandbox = sandbox or Sandbox(config)
@@ -137,8 +131,9 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
-        if config.state_file is not None:  # SIGTERM / SIGINT end here, through uvicorn's shutdown
-            written = save_state(sandbox)
+        if sandbox.state_file is not None:  # SIGTERM / SIGINT end here, after in-flight requests
+            written = sandbox.checkpoint()
+            sandbox.state_file.close()
             log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
 
     middlewares = [
@@ -176,7 +171,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     app.app.json.sort_keys = False
     app.app.json.compact = True
     _install_flask_error_handlers(app.app)
-    app.app.register_blueprint(control.blueprint(sandbox, journal, save_state))
+    app.app.register_blueprint(control.blueprint(sandbox, journal))
     app.add_error_handler(StarletteHTTPException, _connexion_errors(contract))
     app.add_error_handler(Exception, _connexion_errors(contract))
     app.sandbox = sandbox

@@ -77,8 +77,9 @@ def _announce(config: Config, port: int, app) -> None:
               help="system (default), frozen, frozen=2026-01-01T00:00:00Z or start=<time>: the clock that "
                    "stamps created_at/updated_at/deleted_at. [env LAYER_SANDBOX_CLOCK]")
 @click.option("--state-file", envvar="LAYER_SANDBOX_STATE_FILE", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Load state from this file at start if it exists; save it there atomically "
-                                 "on SIGTERM/SIGINT and on POST /__sandbox/save. [env LAYER_SANDBOX_STATE_FILE]")
+              default=None, help="Load state from this file (and replay its log) at start if it exists; log "
+                                 "every write before acknowledging it; snapshot atomically on SIGTERM/SIGINT and "
+                                 "POST /__sandbox/save. [env LAYER_SANDBOX_STATE_FILE]")
 @click.option("--cors-origin", "cors_origins", envvar="LAYER_SANDBOX_CORS_ORIGINS", multiple=True,
               help="Origin allowed to call from a browser (repeatable; env: space-separated); default: any "
                    "localhost origin. [env LAYER_SANDBOX_CORS_ORIGINS]")

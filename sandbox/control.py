@@ -7,6 +7,8 @@ by `X-Sandbox-Namespace` (`default` without it), never on another.
 
 from __future__ import annotations
 
+import functools
+
 import flask
 
 from sandbox import envelope
@@ -116,8 +118,19 @@ def _int_arg(name: str, minimum: int = 0) -> int | None:
     return number
 
 
-def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint:
+def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     routes = flask.Blueprint("sandbox_control", __name__, url_prefix="/__sandbox")
+
+    def saved(view):
+        """A route that replaces what a namespace holds: with --state-file, the new state is in
+        a new snapshot before the answer leaves (the log records credit writes only)."""
+        @functools.wraps(view)
+        def checkpointed(*args, **kwargs):
+            answer = view(*args, **kwargs)
+            if sandbox.state_file is not None:
+                sandbox.checkpoint()
+            return answer
+        return checkpointed
 
     def current() -> Namespace:
         try:
@@ -142,6 +155,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
     # ------------------------------------------------------------------ reset and scenarios
 
     @routes.post("/reset")
+    @saved
     def reset():
         payload = _json_object()
         namespace = current()
@@ -162,6 +176,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
         return envelope.data(listed)
 
     @routes.post("/scenarios/<name>")
+    @saved
     def load_scenario(name: str):
         scenario = _scenario(name, field="name")
         namespace = current()
@@ -175,6 +190,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
         return envelope.data(current().export())
 
     @routes.put("/state")
+    @saved
     def import_state():
         payload = _json_object()
         document = payload.get("data", payload)  # an export as GET returned it, or its `data`
@@ -191,7 +207,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
         if sandbox.config.state_file is None:
             raise ApiError(409, "No --state-file was given to this sandbox; nothing to save to",
                            kind=("Conflict", "NoStateFile"))
-        written = save_state(sandbox)
+        written = sandbox.checkpoint()
         return envelope.data({"status": "saved", "path": str(sandbox.config.state_file),
                               "bytes": written, "namespaces": sorted(sandbox.namespaces)})
 
@@ -202,6 +218,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, save_state) -> flask.Blueprint
         return envelope.data(current().clock.describe())
 
     @routes.post("/clock")
+    @saved
     def set_clock():
         """All of the body's settings, or none of them."""
         payload = _json_object()

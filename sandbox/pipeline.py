@@ -15,7 +15,8 @@
 8. validates that response with openapi-core, whichever step produced it; one that breaks the
    contract is logged and replaced by a 500 Layer error naming each violation;
 9. stamps `X-Sandbox-Contract` (and the rate-limit headers), waits any forced delay, and sends,
-   or breaks the connection as a forced fault asks.
+   or breaks the connection as a forced fault asks;
+10. folds a long `--state-file` log into a new snapshot, now that no lock is held.
 
 `Edge`, the outermost middleware (it holds the server's own `send`, so that a forced fault can
 break the connection), times every request, reads its body before anything else sees it (413
@@ -165,6 +166,7 @@ class Pipeline:
         if directive.delay_ms:
             await asyncio.sleep(directive.delay_ms / 1000)
         await self._send(scope, send, response, directive.fault, notes)
+        self.sandbox.compact_if_due()
 
     def _directive(self, headers: Headers, namespace, scope) -> Directive:
         """The request's own `Prefer`, else the first matching rule of its namespace."""

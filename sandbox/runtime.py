@@ -8,8 +8,11 @@ one sandbox.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox import persistence
@@ -24,6 +27,8 @@ DEFAULT_NAMESPACE = "default"
 NAMESPACE_HEADER = "X-Sandbox-Namespace"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
+log = logging.getLogger("sandbox")
+
 
 class NamespaceError(ValueError):
     """A namespace name the sandbox refuses, or one too many."""
@@ -37,12 +42,22 @@ class Namespace:
     clock: Clock
     store: Store
     rules: RuleBook = field(default_factory=RuleBook)
+    # Told of every write to this namespace's store, whichever store it holds (see `_attach`).
+    on_write: Callable | None = None
+
+    def __post_init__(self) -> None:
+        self._attach(self.store)
+
+    def _attach(self, store: Store) -> None:
+        if self.on_write is not None:
+            store.on_write = lambda business, credit: self.on_write(self, business, credit)
 
     def reset(self, seed: int | None = None, scenario: Scenario | None = None) -> None:
         """Freshly seeded data (this seed and scenario, or the current ones); rules are cleared."""
         scenario = scenario or self.scenario
         seed = self.seed if seed is None else seed
         store = build_store(scenario, seed, clock=self.clock)
+        self._attach(store)
         self.scenario, self.seed, self.store = scenario, seed, store
         self.rules.clear()
 
@@ -57,6 +72,7 @@ class Namespace:
         and its clock setting is restored.
         """
         store = import_store(document, clock=self.clock)  # checks the whole document first
+        self._attach(store)
         scenario = self.scenario
         name = document.get("scenario")
         if name in scenario_names():
@@ -74,20 +90,28 @@ class Namespace:
 
 
 class Sandbox:
-    """All namespaces of one running sandbox."""
+    """All namespaces of one running sandbox, and the --state-file that keeps them."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.scenario = Scenario.load(config.scenario)
         self._lock = threading.Lock()
         self.namespaces: dict[str, Namespace] = {}
-        self.namespace(DEFAULT_NAMESPACE)
-        if config.state_file is not None:
-            self._restore(config.state_file)
+        self.state_file = persistence.StateFile(config.state_file) if config.state_file is not None else None
+        if self.state_file is not None:
+            self._restore()
+        if DEFAULT_NAMESPACE not in self.namespaces:
+            self.namespaces[DEFAULT_NAMESPACE] = self._new(DEFAULT_NAMESPACE)
+        if self.state_file is not None:
+            self.checkpoint()  # the log starts empty, with every write so far in the snapshot
 
-    def _restore(self, path) -> None:
-        """Load a saved state file, all namespaces or none (StateFileError says why)."""
-        saved = persistence.load(path)
+    def _restore(self) -> None:
+        """Load the saved state and replay the log, all namespaces or none (StateFileError says why)."""
+        def fresh(name: str) -> tuple[dict, int]:
+            namespace = self._new(name)
+            return namespace.export(), namespace.store.ids.drawn
+
+        saved = self.state_file.load(fresh)
         if saved is None:
             return
         loaded = {}
@@ -97,7 +121,7 @@ class Sandbox:
                 namespace = self._new(name)
                 namespace.load(document)
             except (NamespaceError, StateError) as exc:
-                raise persistence.StateFileError(f"state file {path}: namespace {name!r}: {exc}") from None
+                raise persistence.StateFileError(f"state file {self.state_file.path}: namespace {name!r}: {exc}") from None
             loaded[name] = namespace
         self.namespaces.update(loaded)
 
@@ -106,7 +130,31 @@ class Sandbox:
         if self.config.clock:
             clock.configure(self.config.clock)
         store = build_store(self.scenario, self.config.seed, clock=clock)
-        return Namespace(name, self.scenario, self.config.seed, clock, store)
+        on_write = self._log_write if self.state_file is not None else None
+        return Namespace(name, self.scenario, self.config.seed, clock, store, on_write=on_write)
+
+    def _log_write(self, namespace: Namespace, business, credit) -> None:
+        """Called under the store's lock by every write: logged before it is acknowledged."""
+        self.state_file.append(persistence.credit_record(namespace.name, business, credit, namespace.store.ids.drawn))
+
+    def checkpoint(self) -> int:
+        """Write every namespace to --state-file and start an empty log; the snapshot's size.
+
+        Every store's lock is held, in one order, while the snapshot is taken, so that no write
+        lands between the snapshot and the new log. Call it where no store lock is held."""
+        with self._lock, contextlib.ExitStack() as held:
+            namespaces = dict(self.namespaces)
+            for namespace in namespaces.values():
+                held.enter_context(namespace.store.lock)
+            exports = {name: namespace.export() for name, namespace in namespaces.items()}
+            drawn = {name: namespace.store.ids.drawn for name, namespace in namespaces.items()}
+            return self.state_file.checkpoint(exports, drawn)
+
+    def compact_if_due(self) -> None:
+        """Fold a long log into a new snapshot; called between requests, where no lock is held."""
+        if self.state_file is not None and self.state_file.compaction_due:
+            written = self.checkpoint()
+            log.info("state file log compacted into a %d-byte snapshot", written)
 
     def namespace(self, name: str | None) -> Namespace:
         """The named namespace (None: the default one), created and seeded on first use."""
@@ -123,14 +171,20 @@ class Sandbox:
                         f"this sandbox already holds {len(self.namespaces)} namespaces, its limit "
                         "(--max-namespaces); delete one with DELETE /__sandbox/namespaces/NAME")
                 found = self.namespaces[name] = self._new(name)
+                if self.state_file is not None:
+                    self.state_file.append(persistence.namespace_record(name))
             return found
 
     def drop(self, name: str) -> bool:
         with self._lock:
             if name == DEFAULT_NAMESPACE:
                 self.namespaces[name] = self._new(name)
-                return True
-            return self.namespaces.pop(name, None) is not None
+                dropped = True
+            else:
+                dropped = self.namespaces.pop(name, None) is not None
+        if dropped and self.state_file is not None:
+            self.checkpoint()
+        return dropped
 
     # The default namespace, for code that predates namespaces (and for printing at start-up).
     @property

@@ -60,9 +60,18 @@ class IdSource:
 
     def __init__(self, seed: int) -> None:
         self._random = random.Random(seed)
+        # How many ids this source has handed out: a state file's log records it instead of the
+        # generator's 2.5 KB state, and replays the generator that far (sandbox.persistence).
+        self.drawn = 0
 
     def new(self) -> str:
+        self.drawn += 1
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+
+    def skip(self, count: int) -> None:
+        """Move on as if `count` more ids had been handed out."""
+        for _ in range(count):
+            self.new()
 
     def state(self) -> tuple:
         return self._random.getstate()
@@ -134,6 +143,9 @@ class Store:
         self.lock = threading.RLock()
         self.ids = ids
         self.clock = clock
+        # Called, under the lock, with each credit a write has just changed and its business:
+        # how --state-file logs every write before it is acknowledged (sandbox.runtime).
+        self.on_write: Callable[[Business, CustomerCredit], None] | None = None
         self.businesses: dict[str, Business] = {b.id: b for b in businesses}
         self._indexes: dict[str, CreditIndexes] = {}
         self._external_ids: dict[str, dict[str, str]] = {}
@@ -230,6 +242,7 @@ class Store:
             now = self._now()
             credit.deleted_at = now
             credit.updated_at = now
+            self._wrote(business, credit)
             return credit
 
     # ----------------------------------------------------------------------------- rules
@@ -266,6 +279,7 @@ class Store:
         )
         business.credits[credit.id] = credit
         self._index(business, credit)
+        self._wrote(business, credit)
         return credit
 
     def _update(self, business: Business, credit: CustomerCredit, params: dict) -> CustomerCredit:
@@ -320,6 +334,7 @@ class Store:
             setattr(credit, name, value)
         credit.updated_at = self._now()
         self._index(business, credit)
+        self._wrote(business, credit)
         return credit
 
     def _resolve_customer(self, business: Business, params: dict, current: Customer | None) -> Customer:
@@ -485,6 +500,10 @@ class Store:
             self._external_ids[business.id].pop(credit.external_id, None)
         for allocation in credit.allocations:
             business.invoices[allocation.invoice_id].credited_amount -= allocation.amount
+
+    def _wrote(self, business: Business, credit: CustomerCredit) -> None:
+        if self.on_write is not None:
+            self.on_write(business, credit)
 
     def _now(self) -> str:
         return format_timestamp(self.clock())

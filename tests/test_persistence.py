@@ -90,7 +90,7 @@ def test_a_crash_while_saving_leaves_the_old_file_whole(tmp_path, crash_in):
         def crash(*args, **kwargs):
             os._exit(9)
         setattr(os, name, crash)
-        persistence.save({str(state)!r}, {{"default": {{"x": "y" * 100000}}}})
+        persistence.StateFile({str(state)!r}).checkpoint({{"default": {{"x": "y" * 100000}}}}, {{}})
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 9, result.stderr

@@ -1,0 +1,248 @@
+"""--state-file across SIGKILL (issue 6, point 4): no acknowledged write is lost, and a damaged
+file is never started from.
+
+The process is killed with SIGKILL, which runs no handler and saves nothing: whatever survives
+is what the snapshot and the log beside it held when the signal landed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from support import SandboxProcess, credits_path, report, sandbox_command, stable_line
+
+AUTH = {"Authorization": "Bearer t"}
+
+
+def _state(base: str, namespace: str = "default") -> dict:
+    document = httpx.get(f"{base}/__sandbox/state", headers={"X-Sandbox-Namespace": namespace}).json()["data"]
+    return {k: v for k, v in document.items() if k != "clock"}
+
+
+def _kill(server: SandboxProcess) -> None:
+    server.process.send_signal(signal.SIGKILL)
+    assert server.process.wait(timeout=10) == -signal.SIGKILL
+    server.stop()
+
+
+def _create_body(business: dict, n: int, **extra) -> dict:
+    return {"customer_id": business["customers"][0]["id"], "memo": f"write {n}", "external_id": f"crash-{n}",
+            "line_items": [stable_line("SALES", 100 + n)], **extra}
+
+
+def test_a_killed_sandbox_restarts_with_exactly_the_state_it_acknowledged(tmp_path):
+    """Writes of every kind (create, upsert, update with new tags, delete, a new namespace), then
+    SIGKILL with no save: the restarted state is the same, byte for byte, id generator included,
+    so the next id is the one the killed process would have handed out."""
+    state_file = tmp_path / "state.json"
+    server = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    base = server.base_url
+    business = httpx.get(f"{base}/__sandbox/businesses").json()["data"][0]
+    path = f"{base}{credits_path(business['id'])}"
+    ids = []
+    for n in range(12):
+        response = httpx.post(path, json=_create_body(business, n), headers=AUTH)
+        assert response.status_code == 201
+        ids.append(response.json()["data"]["id"])
+    assert httpx.post(path, json=_create_body(business, 3, memo="upserted"), headers=AUTH).status_code == 200
+    assert httpx.patch(f"{path}/{ids[4]}", headers=AUTH, json={
+        "memo": "tagged", "tags": [{"key": "crash-test", "value": "new-value"}]}).status_code == 200
+    assert httpx.delete(f"{path}/{ids[5]}", headers=AUTH).status_code == 200
+    other = {**AUTH, "X-Sandbox-Namespace": "ci-job-7"}
+    assert httpx.post(path, json=_create_body(business, 99), headers=other).status_code == 201
+    before, before_other = _state(base), _state(base, "ci-job-7")
+    _kill(server)
+
+    again = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    try:
+        assert _state(again.base_url) == before
+        assert _state(again.base_url, "ci-job-7") == before_other
+        fetched = httpx.get(f"{again.base_url}{credits_path(business['id'], ids[4])}", headers=AUTH).json()["data"]
+        assert fetched["transaction_tags"][0]["key"] == "crash-test"
+    finally:
+        again.stop()
+
+
+def test_no_acknowledged_write_is_lost_to_sigkill_mid_stream(tmp_path):
+    """Clients keep writing while the process is killed, three times over; after each restart every
+    write that got its answer is there as answered, and the clients go on from there."""
+    state_file = tmp_path / "state.json"
+    acknowledged: dict[str, dict | None] = {}  # credit id -> its last acknowledged body (None: deleted)
+    rounds, counter = 3, iter(range(1_000_000))
+    lock = threading.Lock()
+    for _ in range(rounds):
+        server = SandboxProcess(tmp_path, "--state-file", str(state_file))
+        base = server.base_url
+        business = httpx.get(f"{base}/__sandbox/businesses").json()["data"][0]
+        path = f"{base}{credits_path(business['id'])}"
+        # What the previous rounds were told is still true.
+        for credit_id, body in acknowledged.items():
+            found = httpx.get(f"{path}/{credit_id}", headers=AUTH)
+            if body is None:
+                assert found.status_code == 404, credit_id
+            else:
+                assert found.status_code == 200 and found.json()["data"] == body, credit_id
+
+        stop = threading.Event()
+
+        def writer() -> None:
+            mine: list[str] = []
+            with httpx.Client(headers=AUTH, timeout=10) as client:
+                while not stop.is_set():
+                    n = next(counter)
+                    try:
+                        if n % 5 == 4 and mine:
+                            target = mine.pop(0)
+                            response = client.delete(f"{path}/{target}")
+                        elif n % 5 == 3 and mine:
+                            target = mine[-1]
+                            response = client.patch(f"{path}/{target}", json={"memo": f"update {n}"})
+                        else:
+                            response = client.post(path, json=_create_body(business, n))
+                    except httpx.TransportError:
+                        return  # the process is gone: this request was never acknowledged
+                    assert response.status_code in (200, 201), response.text
+                    credit = response.json()["data"]
+                    with lock:
+                        acknowledged[credit["id"]] = None if credit.get("deleted_at") else credit
+                    if response.status_code == 201:
+                        mine.append(credit["id"])
+
+        threads = [threading.Thread(target=writer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while len(acknowledged) < 60 * (_ + 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.process.send_signal(signal.SIGKILL)  # writes in flight, mid-stream
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert server.process.wait(timeout=10) == -signal.SIGKILL
+        server.stop()
+
+    final = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    try:
+        business = httpx.get(f"{final.base_url}/__sandbox/businesses").json()["data"][0]
+        path = f"{final.base_url}{credits_path(business['id'])}"
+        for credit_id, body in acknowledged.items():
+            found = httpx.get(f"{path}/{credit_id}", headers=AUTH)
+            assert (found.status_code == 404) if body is None else (found.json()["data"] == body), credit_id
+        deleted = sum(1 for body in acknowledged.values() if body is None)
+        report(f"crash recovery: {rounds} SIGKILLs mid-stream, {len(acknowledged)} credits written and "
+               f"acknowledged ({deleted} deleted), every one found as acknowledged after restart")
+    finally:
+        final.stop()
+
+
+def _start(tmp_path, state_file) -> subprocess.CompletedProcess:
+    return subprocess.run(sandbox_command() + ["--state-file", str(state_file), "--port", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A state file and its log holding three logged writes, left by a killed process."""
+    state_file = tmp_path / "state.json"
+    server = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    business = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]
+    for n in range(3):
+        httpx.post(f"{server.base_url}{credits_path(business['id'])}", json=_create_body(business, n),
+                   headers=AUTH).raise_for_status()
+    _kill(server)
+    log = state_file.with_name("state.json.log")
+    assert len(log.read_bytes().splitlines()) == 4  # the header and three writes
+    return state_file, log, business
+
+
+def test_a_torn_last_line_is_dropped_and_the_rest_kept(tmp_path, saved):
+    state_file, log, business = saved
+    whole = log.read_bytes()
+    log.write_bytes(whole[:-40])  # killed in the middle of writing the last record
+    server = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    try:
+        listing = httpx.get(f"{server.base_url}{credits_path(business['id'])}", params={"limit": 1000},
+                            headers=AUTH).json()["data"]
+        assert {c["external_id"] for c in listing} >= {"crash-0", "crash-1"}
+        assert "crash-2" not in {c["external_id"] for c in listing}
+    finally:
+        server.stop()
+    assert "torn line" in server.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda lines: [lines[0], lines[1][:12] + b"X" + lines[1][13:], *lines[2:]], "line 2 of 4 is damaged"),
+    (lambda lines: [b'00000000 {"not": "a header"}', *lines[1:]], "does not start with a layer-sandbox log header"),
+    # A header edited without its checksum is damage too.
+    (lambda lines: [lines[0].replace(b'"generation":', b'"generation":1'), *lines[1:]],
+     "does not start with a layer-sandbox log header"),
+])
+def test_a_damaged_log_is_refused_with_a_clear_message(tmp_path, saved, damage, message):
+    state_file, log, _business = saved
+    damaged = b"\n".join(damage(log.read_bytes().splitlines())) + b"\n"
+    log.write_bytes(damaged)
+    snapshot = state_file.read_bytes()
+    result = _start(tmp_path, state_file)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert log.read_bytes() == damaged and state_file.read_bytes() == snapshot  # left for the user
+
+
+def test_a_log_newer_than_its_snapshot_is_refused(tmp_path, saved):
+    """The snapshot was swapped for an older copy: starting would silently lose the log's writes."""
+    state_file, log, _business = saved
+    document = json.loads(state_file.read_bytes())
+    document["generation"] -= 1
+    state_file.write_text(json.dumps(document))
+    result = _start(tmp_path, state_file)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the snapshot was replaced or removed" in result.stderr
+
+
+def test_a_stale_log_from_a_crash_between_checkpoint_steps_is_ignored(tmp_path, saved):
+    """Killed after a checkpoint's new snapshot but before its new log: the old log's writes are
+    in the snapshot already and must not be applied twice."""
+    state_file, log, business = saved
+    document = json.loads(state_file.read_bytes())
+    document["generation"] += 1
+    state_file.write_text(json.dumps(document))
+    server = SandboxProcess(tmp_path, "--state-file", str(state_file))
+    try:
+        listing = httpx.get(f"{server.base_url}{credits_path(business['id'])}", params={"limit": 1000},
+                            headers=AUTH).json()["data"]
+        assert not {"crash-0", "crash-1", "crash-2"} & {c["external_id"] for c in listing}
+    finally:
+        server.stop()
+
+
+def test_a_long_log_is_folded_into_a_new_snapshot(tmp_path, monkeypatch):
+    """Past COMPACT_AFTER lines the log is folded into the next generation's snapshot between two
+    requests; the state read back is the same."""
+    from sandbox import persistence
+
+    monkeypatch.setattr(persistence, "COMPACT_AFTER", 5)
+    from sandbox.app import create_app
+    from sandbox.config import Config
+
+    state_file = tmp_path / "state.json"
+    app = create_app(Config(state_file=state_file))
+    with app.test_client() as client:
+        business = client.get("/__sandbox/businesses").json()["data"][0]
+        for n in range(12):
+            assert client.post(credits_path(business["id"]), json=_create_body(business, n),
+                               headers=AUTH).status_code == 201
+        before = client.get("/__sandbox/state").json()["data"]
+    log = state_file.with_name("state.json.log")
+    generation = json.loads(state_file.read_bytes())["generation"]
+    assert generation >= 3  # start-up, then a fold after every fifth write
+    assert len(log.read_bytes().splitlines()) - 1 < 5
+    again = create_app(Config(state_file=state_file))
+    with again.test_client() as client:
+        assert client.get("/__sandbox/state").json()["data"] == before
