@@ -99,6 +99,10 @@ def _announce(config: Config, port: int, app) -> None:
               default=Config.client_timeout, show_default=True,
               help="Seconds a client may take to send a request's head, or between parts of its body; "
                    "slower gets 408 and is disconnected. [env LAYER_SANDBOX_CLIENT_TIMEOUT]")
+@click.option("--shutdown-grace", envvar="LAYER_SANDBOX_SHUTDOWN_GRACE", type=click.FloatRange(0),
+              default=Config.shutdown_grace, show_default=True,
+              help="Seconds in-flight requests get to finish on SIGTERM/SIGINT before the sandbox saves "
+                   "and exits anyway. [env LAYER_SANDBOX_SHUTDOWN_GRACE]")
 @click.option("--spec", "spec_path", envvar="LAYER_SANDBOX_SPEC", type=_FILE, default=SPEC_PATH,
               show_default=True, help="The contract to serve and enforce. [env LAYER_SANDBOX_SPEC]")
 @click.version_option(package_name="layer-sandbox")

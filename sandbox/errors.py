@@ -30,6 +30,7 @@ KINDS = {
     422: ("UnprocessableEntity", "SpecifiedBadRequest"),
     431: ("RequestHeaderFieldsTooLarge", "RequestHeaderFieldsTooLarge"),
     500: ("InternalError", "SandboxInternalError"),
+    503: ("ServiceUnavailable", "ServiceUnavailable"),
 }
 
 

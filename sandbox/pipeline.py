@@ -164,7 +164,12 @@ class Pipeline:
             f"request={notes['request_validation']}; response={notes['response_validation']}")
         response.headers["content-length"] = str(len(response.data))
         if directive.delay_ms:
-            await asyncio.sleep(directive.delay_ms / 1000)
+            try:
+                await asyncio.sleep(directive.delay_ms / 1000)
+            except asyncio.CancelledError:
+                # A shutdown whose grace ran out: the answer is ready and true, so it goes now
+                # instead of the server's plain-text 500 for a cancelled request.
+                notes["forced"] = f"{notes.get('forced')}; delay cut short by shutdown"
         await self._send(scope, send, response, directive.fault, notes)
         self.sandbox.compact_if_due()
 
@@ -282,10 +287,12 @@ class Edge:
         if transport is not None:
             notes["close"] = transport.abort
         journaled = scope["method"] == "OPTIONS" or scope["path"].startswith(UNCHECKED_PATHS)
+        responded = False
 
         async def mark(message) -> None:
-            nonlocal journaled
+            nonlocal journaled, responded
             if message["type"] == "http.response.start":
+                responded = True
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == self.UNCHECKED[0] for name, _ in headers):
                     message = {**message, "headers": headers + [self.UNCHECKED]}
@@ -311,6 +318,18 @@ class Edge:
             if body is None:  # the client hung up before its body was whole: nothing to do
                 return
             await self.app(scope, _replay(body, receive), mark)
+        except asyncio.CancelledError:
+            # A shutdown whose grace ran out (uvicorn cancels what is left, and would answer with
+            # a plain-text 500): a request still arriving gets a Layer 503 and nothing is done;
+            # one whose answer is already on its way is cut there.
+            if responded:
+                if "close" in notes:
+                    notes["close"]()
+                return
+            await self._refuse(scope, send, started, ApiError(
+                503, "The sandbox is shutting down; this request was not processed, retry it",
+                headers={"Connection": "close", "Retry-After": "1"}))
+            journaled = True
         finally:
             if not journaled:  # no response was started: a dropped connection, or a failure
                 self._record(scope, notes, None, started)
