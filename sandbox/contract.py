@@ -39,7 +39,7 @@ from sandbox.fastschema import (
     CachedValidatorsFactory,
     CompiledSchemas,
 )
-from sandbox.jsontext import read_response, strict_loads
+from sandbox.jsontext import foreign_charset, read_response, strict_loads
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _BOOLEANS = ("true", "false")
@@ -214,6 +214,10 @@ class Contract:
         query_error = self._query_error(request, operation_id)
         if query_error is not None:
             return query_error
+        charset = foreign_charset(request.content_type) if request.body else None
+        if charset:
+            return ApiError(415, f"Content-Type charset {charset!r} is not accepted; JSON is sent as UTF-8",
+                            {"location": "header", "field": "Content-Type"})
         for error in self._requests.iter_errors(request):
             if isinstance(error, MediaTypeNotFound) or isinstance(error.__cause__, MediaTypeNotFound):
                 return ApiError(415, f"Content-Type {request.content_type or '(none)'!r} is not "

@@ -8,6 +8,7 @@ by `X-Sandbox-Namespace` (`default` without it), never on another.
 from __future__ import annotations
 
 import functools
+import re
 
 import flask
 
@@ -15,7 +16,7 @@ from sandbox import envelope
 from sandbox.clock import ClockError
 from sandbox.errors import ApiError, bad_request
 from sandbox.journal import Journal
-from sandbox.jsontext import strict_loads
+from sandbox.jsontext import foreign_charset, strict_loads
 from sandbox.rules import DirectiveError
 from sandbox.runtime import (
     DEFAULT_NAMESPACE,
@@ -73,17 +74,33 @@ def business_summary(business) -> dict:
     }
 
 
-def _json_object() -> dict:
-    """The request's JSON object body (strict JSON, any content type); no body counts as `{}`."""
+# Bodies of control routes are JSON under any content type curl sends for `-d` (none, or
+# form-urlencoded) besides JSON's own; a type that declares another format is refused.
+_JSON_TYPES = re.compile(r"^(application/json|application/[\w.+-]+\+json|application/x-www-form-urlencoded)$")
+
+
+def _json_object(fields: tuple[str, ...] | None = None) -> dict:
+    """The request's JSON object body (strict JSON); no body counts as `{}`. With `fields`,
+    any other member is refused, as the API refuses unknown members."""
     raw = flask.request.get_data(cache=True)
     if not raw:
         return {}
+    content_type = flask.request.headers.get("Content-Type")
+    if content_type is not None:
+        mimetype = content_type.split(";")[0].strip().lower()
+        if not _JSON_TYPES.match(mimetype) or foreign_charset(content_type):
+            raise ApiError(415, f"Content-Type {content_type!r} is not accepted; send JSON (application/json, UTF-8)",
+                           {"location": "header", "field": "Content-Type"})
     try:
         payload = strict_loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"The body is not valid JSON: {exc}", location="body", field="(root)") from None
     if not isinstance(payload, dict):
         raise bad_request("The body must be a JSON object", location="body", field="(root)")
+    unknown = sorted(set(payload) - set(fields)) if fields is not None else []
+    if unknown:
+        raise bad_request(f"Unknown fields: {', '.join(unknown)}; this route takes "
+                          f"{', '.join(fields) or 'no fields'}", location="body", field=unknown[0])
     return payload
 
 
@@ -157,7 +174,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     @routes.post("/reset")
     @saved
     def reset():
-        payload = _json_object()
+        payload = _json_object(("seed", "scenario"))
         namespace = current()
         scenario = _scenario(payload["scenario"]) if isinstance(payload.get("scenario"), str) else None
         if "scenario" in payload and scenario is None:
@@ -180,7 +197,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     def load_scenario(name: str):
         scenario = _scenario(name, field="name")
         namespace = current()
-        namespace.reset(_seed_of(_json_object()), scenario)
+        namespace.reset(_seed_of(_json_object(("seed",))), scenario)
         return envelope.data({"status": "loaded", **describe(namespace)})
 
     # ------------------------------------------------------------------ state
@@ -207,6 +224,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
         if sandbox.config.state_file is None:
             raise ApiError(409, "No --state-file was given to this sandbox; nothing to save to",
                            kind=("Conflict", "NoStateFile"))
+        _json_object(())
         written = sandbox.checkpoint()
         return envelope.data({"status": "saved", "path": str(sandbox.config.state_file),
                               "bytes": written, "namespaces": sorted(sandbox.namespaces)})

@@ -41,6 +41,16 @@ _SURROGATE_SOURCE_UTF8 = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _SURROGATE_SOURCE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def foreign_charset(content_type: str | None) -> str | None:
+    """The charset a Content-Type declares when it is not UTF-8 (JSON is UTF-8, RFC 8259 §8.1),
+    else None: a body declared as UTF-16 or Latin-1 is refused rather than read as UTF-8."""
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return value.strip()
+    return None
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 

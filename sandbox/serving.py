@@ -4,7 +4,8 @@ uvicorn's httptools protocol waits for a request's head as long as the client li
 head of any size: a client that sends its headers a byte at a time, or connects and sends
 nothing, would hold its connection forever, and a megabyte of headers would be parsed and kept.
 `GuardedHttpToolsProtocol` gives every request head a deadline (408, then the connection is
-closed) and a size limit (431); both answers are Layer errors. Body size and body timeouts are
+closed) and a size limit (431), and answers what the parser cannot read with a 400; all three
+are Layer errors, as is the 500 uvicorn sends when an app ends without answering. Body size and body timeouts are
 the ASGI side's business (`sandbox.pipeline.Edge`), which sees the body.
 """
 
@@ -19,7 +20,7 @@ from sandbox.errors import JSON, ApiError
 
 # The most a request line and its headers may take together, as front ends commonly allow.
 MAX_HEAD_BYTES = 64 * 1024
-REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 def uvicorn_options(config: Config) -> dict:
@@ -97,8 +98,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # a refusal raised inside a parser callback lands here; it is sent already
-            super().send_400_response(msg)
+        """Bytes the HTTP parser cannot read (raw non-ASCII in the request line, a bad header
+        line): a Layer 400 instead of uvicorn's plain text. A refusal raised inside a parser
+        callback lands here too; it is sent already."""
+        self._refuse(400, "The request is not valid HTTP/1.1 (request line or headers malformed, "
+                          "or raw non-ASCII bytes in the path; percent-encode them)")
+
+    async def send_500_response(self) -> None:
+        """What uvicorn sends when the app failed before answering: a Layer error, not plain text
+        (the app's own error handlers make this a path for bugs only)."""
+        body = ApiError(500, "The sandbox failed to answer this request; see the sandbox's log").encode()
+        await self.send({"type": "http.response.start", "status": 500, "headers": [
+            (b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"x-sandbox-contract", b"request=skipped; response=skipped"), (b"connection", b"close")]})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
