@@ -38,6 +38,7 @@ from sandbox.fastschema import (
     CachedStyleDeserializersFactory,
     CachedValidatorsFactory,
     CompiledSchemas,
+    PlannedParametersMixin,
 )
 from sandbox.jsontext import foreign_charset, read_response, strict_loads
 
@@ -141,6 +142,10 @@ def _lines(problems: list[tuple[str, str]]) -> list[str]:
     return [f"{field}: {message}" for field, message in problems]
 
 
+class _RequestValidator(PlannedParametersMixin, V30RequestValidator):
+    """openapi-core's request validator for 3.0, with each operation's parameters read once."""
+
+
 class Contract:
     """openapi-core validators for one `openapi.yaml`, built once.
 
@@ -164,7 +169,7 @@ class Contract:
         reads = CachedValidatorsFactory(oas30_read_schema_validators_factory, compiled)
         # The validators of openapi-core's OpenAPI facade for 3.0, built once, with the caches
         # above; requests are judged as writes and responses as reads, as openapi-core does.
-        self._requests = V30RequestValidator(
+        self._requests = _RequestValidator(
             document,
             schema_validators_factory=writes,
             style_deserializers_factory=CachedStyleDeserializersFactory(oas30_write_schema_casters_factory, writes),
