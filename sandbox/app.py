@@ -27,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from sandbox import control
+from sandbox import operations as operations_module
 from sandbox.config import LOCALHOST_ORIGINS, Config
 from sandbox.contract import BearerAuth, Contract
 from sandbox.errors import (
@@ -174,5 +175,12 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     app.app.register_blueprint(control.blueprint(sandbox, journal))
     app.add_error_handler(StarletteHTTPException, _connexion_errors(contract))
     app.add_error_handler(Exception, _connexion_errors(contract))
+    # connexion builds its middleware stack, and with it the API's Flask views, on the first
+    # request; built here, start-up does the work once and the views can be prepared. Handlers
+    # get the values openapi-core checked, through views decorated once: see sandbox.operations.
+    middleware = app.middleware
+    middleware.app, middleware.middleware_stack = middleware._build_middleware_stack()
+    if operations_module.prepare(app.app) != len(operations):
+        raise RuntimeError("connexion's Flask app does not hold one view per operation of openapi.yaml")
     app.sandbox = sandbox
     return app

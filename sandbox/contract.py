@@ -80,6 +80,7 @@ class ContractRequest:
         self.parameters = RequestParameters(query=ImmutableMultiDict(query), header=headers)
         self.content_type = (headers.get("content-type") or "").lower()
         self.body = body or None
+        self.validated = None  # the checked parameters and body, once the request passed (fastschema)
 
 
 @dataclass

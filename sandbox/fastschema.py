@@ -23,10 +23,11 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 
-import fastjsonschema
+import jsonschema_rs
 from jsonschema_path import SchemaPath
 from openapi_core.casting.schemas.factories import SchemaCastersFactory
 from openapi_core.datatypes import Parameters, RequestParameters
@@ -35,9 +36,12 @@ from openapi_core.schema.parameters import get_style_and_explode
 from openapi_core.validation.request.exceptions import (
     InvalidParameter,
     MissingParameter,
+    MissingRequestBody,
     MissingRequiredParameter,
     ParametersError,
     ParameterValidationError,
+    RequestBodyValidationError,
+    SecurityValidationError,
 )
 from openapi_core.validation.schemas.exceptions import ValidateError
 from openapi_core.deserializing.styles.exceptions import EmptyQueryParameterValue
@@ -143,15 +147,15 @@ class CompiledSchemas:
         return out
 
     def check(self, schema: SchemaPath):
-        """A function that raises on invalid values, or None when this schema is not compiled."""
+        """A predicate that says whether a value is valid, or None when this schema is not compiled."""
         key = tuple(schema.parts)
         found = self._compiled.get(key, False)
         if found is not False:
             return found
         try:
             converted = {"$schema": DRAFT4, **self._convert(self._node(key))}
-            compiled = fastjsonschema.compile(converted, formats=self.formats)
-        except (_Unconvertible, KeyError, IndexError, TypeError, ValueError, fastjsonschema.JsonSchemaDefinitionException):
+            compiled = jsonschema_rs.Draft4Validator(converted, formats=self.formats, validate_formats=True).is_valid
+        except (_Unconvertible, KeyError, IndexError, TypeError, ValueError):
             compiled = None  # openapi-core's own validator does the whole check
         with self._lock:
             self._compiled[key] = compiled
@@ -164,13 +168,9 @@ class _FastValidator(SchemaValidator):
         self._compiled = compiled
 
     def validate(self, value) -> None:
-        if self._compiled is not None:
-            try:
-                self._compiled(value)
-                return
-            except fastjsonschema.JsonSchemaValueException:
-                pass  # invalid: let jsonschema say exactly why
-        super().validate(value)
+        if self._compiled is not None and self._compiled(value):
+            return
+        super().validate(value)  # invalid (or not compiled): openapi-core's validator says exactly why
 
 
 class CachedValidatorsFactory(SchemaValidatorsFactory):
@@ -239,6 +239,14 @@ class CachedPathFinder(APICallPathFinder):
 _NO_DEFAULT = object()
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A request's parameters (path, query, header, cookie) and body as openapi-core checked them."""
+
+    parameters: Parameters
+    body: object
+
+
 class _ParameterPlan:
     """What openapi-core reads from one parameter's definition on every request, read once."""
 
@@ -294,6 +302,31 @@ class PlannedParametersMixin:
                     plans.append(plan)
             self._parameter_plans[key] = plans
         return plans
+
+    def _iter_errors(self, request, operation: SchemaPath, path: SchemaPath):
+        """openapi-core's three request checks (security, parameters, body), in its order; a
+        request that passes all three keeps what they produced as `request.validated`, so that
+        the handler is called with these values rather than parsing the request again."""
+        try:
+            self._get_security(request.parameters, operation)
+        except SecurityValidationError as exc:
+            yield exc
+            return
+        failed, parameters, body = False, None, None
+        try:
+            parameters = self._get_parameters(request.parameters, operation, path)
+        except ParametersError as exc:
+            failed = True
+            yield from exc.errors
+        try:
+            body = self._get_body(request.body, request.content_type, operation)
+        except MissingRequestBody:
+            pass
+        except RequestBodyValidationError as exc:
+            failed = True
+            yield exc
+        if not failed:
+            request.validated = Validated(parameters, body)
 
     def _get_parameters(self, parameters: RequestParameters, operation: SchemaPath, path: SchemaPath) -> Parameters:
         errors, validated = [], Parameters()

@@ -111,6 +111,7 @@ class Pipeline:
         else:
             error = error or self.contract.request_error(request, operation_id)
             notes["request_validation"] = "fail" if error else "pass"
+            notes["validated"] = request.validated  # what the handler is called with (sandbox.operations)
         if error is None and self.rate_limiter is not None:
             allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
             if not allowed:

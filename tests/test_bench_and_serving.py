@@ -102,3 +102,41 @@ def test_a_quick_run_of_the_benchmark_measures_every_part(tmp_path):
     assert figures["memory"]["rss_mib_with_1000_credits"] > 0
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 1 | sandbox |" in (tmp_path / "results.md").read_text()
+
+
+def test_handlers_answer_alike_with_openapi_cores_values_and_with_connexions_parsing(tmp_path):
+    """With validation on, handlers get the parameters and body openapi-core parsed (see
+    sandbox/operations.py); with it off, connexion parses them itself. The same requests must
+    get byte-identical answers either way."""
+    frozen = ("--clock", "frozen=2026-03-01T12:00:00Z")
+    checked = SandboxProcess(tmp_path / "checked", *frozen)
+    parsed = SandboxProcess(tmp_path / "parsed", *frozen, env={NO_VALIDATION_VARIABLE: "1"})
+    try:
+        business = httpx.get(f"{checked.base_url}/__sandbox/businesses").json()["data"][0]
+        customer = business["customers"][0]["id"]
+        path = credits_path(business["id"])
+        first = httpx.get(checked.base_url + path, params={"limit": 1}, headers={"Authorization": "Bearer t"}).json()
+        credit = first["data"][0]["id"]
+        exchanges = [
+            ("GET", path, {"limit": 3, "sort_by": "sent_at", "sort_order": "DESC", "show_total_count": "true"}, None),
+            ("GET", path, {"limit": 2, "cursor": first["meta"]["pagination"]["cursor"]}, None),
+            ("GET", path, {"customer_id": customer, "memo_contains": "e", "sent_at_start": "2025-01-01"}, None),
+            ("GET", path, {"reference_numbers": "CR-00001,CR-00002", "limit": 50}, None),
+            ("GET", f"{path}/{credit.upper()}", {}, None),
+            ("POST", path, {}, {"customer_id": customer, "external_id": "same-either-way", "memo": "m",
+                                "line_items": [{"amount": 250, "revenue_account_identifier":
+                                                {"type": "StableName", "stable_name": "SALES"}}]}),
+            ("PATCH", f"{path}/{credit}", {}, {"memo": "patched", "reference_number": None}),
+            ("DELETE", f"{path}/{credit}", {}, None),
+            ("GET", f"{path}/{credit}", {}, None),
+        ]
+        for method, url, params, body in exchanges:
+            answers = [httpx.request(method, server.base_url + url, params=params, json=body,
+                                     headers={"Authorization": "Bearer t"}) for server in (checked, parsed)]
+            assert answers[0].status_code == answers[1].status_code, (method, url, params)
+            assert answers[0].content == answers[1].content, (method, url, params)
+            assert answers[0].headers["x-sandbox-contract"] == "request=pass; response=pass"
+            assert answers[1].headers["x-sandbox-contract"] == "request=skipped; response=skipped"
+    finally:
+        checked.stop()
+        parsed.stop()
