@@ -38,7 +38,8 @@ from sandbox.fastschema import (
     CachedStyleDeserializersFactory,
     CachedValidatorsFactory,
     CompiledSchemas,
-    PlannedParametersMixin,
+    PlannedContentMixin,
+    PlannedRequestMixin,
 )
 from sandbox.jsontext import foreign_charset, read_response, strict_loads
 
@@ -143,8 +144,12 @@ def _lines(problems: list[tuple[str, str]]) -> list[str]:
     return [f"{field}: {message}" for field, message in problems]
 
 
-class _RequestValidator(PlannedParametersMixin, V30RequestValidator):
-    """openapi-core's request validator for 3.0, with each operation's parameters read once."""
+class _RequestValidator(PlannedRequestMixin, PlannedContentMixin, V30RequestValidator):
+    """openapi-core's request validator for 3.0, with what each operation declares read once."""
+
+
+class _ResponseValidator(PlannedContentMixin, V30ResponseValidator):
+    """openapi-core's response validator for 3.0, with each response's media types read once."""
 
 
 class Contract:
@@ -177,7 +182,7 @@ class Contract:
             extra_media_type_deserializers={"application/json": strict_loads},
             path_finder_cls=CachedPathFinder,
         )
-        self._responses = V30ResponseValidator(
+        self._responses = _ResponseValidator(
             document,
             schema_validators_factory=reads,
             style_deserializers_factory=CachedStyleDeserializersFactory(oas30_read_schema_casters_factory, reads),

@@ -43,6 +43,10 @@ from openapi_core.validation.request.exceptions import (
     RequestBodyValidationError,
     SecurityValidationError,
 )
+from openapi_core.security.exceptions import SecurityProviderError
+from openapi_core.validation.decorators import ValidationErrorWrapper
+from openapi_core.templating.security.exceptions import SecurityNotFound
+from openapi_core.validation.request.exceptions import InvalidSecurity
 from openapi_core.validation.schemas.exceptions import ValidateError
 from openapi_core.deserializing.styles.exceptions import EmptyQueryParameterValue
 from openapi_core.deserializing.styles import style_deserializers
@@ -277,8 +281,9 @@ class _ParameterPlan:
                 enforce_properties_required=validator.enforce_properties_required)
 
 
-class PlannedParametersMixin:
-    """openapi-core's request validator with each operation's parameters read from the spec once.
+class PlannedRequestMixin:
+    """openapi-core's request validator with each operation's security and parameters read from
+    the spec once.
 
     For every request openapi-core walks the spec for every parameter an operation declares (its
     name, location, style, schema, default: ~30 path lookups each, 13 parameters on the list),
@@ -327,6 +332,33 @@ class PlannedParametersMixin:
             yield exc
         if not failed:
             request.validated = Validated(parameters, body)
+
+    @ValidationErrorWrapper(SecurityValidationError, InvalidSecurity)
+    def _get_security(self, parameters: RequestParameters, operation: SchemaPath):
+        """openapi-core's `_get_security`, with each operation's requirements and their
+        providers read once: the first requirement whose every scheme is satisfied wins."""
+        plans = self.__dict__.setdefault("_security_plans", {})
+        key = tuple(operation.parts)
+        plan = plans.get(key)
+        if plan is None:
+            security = operation / "security" if "security" in operation else (
+                self.spec / "security" if "security" in self.spec else None)
+            schemes = self.spec / "components#securitySchemes"
+            plan = plans[key] = (not security, [] if not security else [
+                [(name, self.security_provider_factory.create(schemes[name]) if name in schemes else None)
+                 for name in requirement.str_keys()]
+                for requirement in security
+            ])
+        unsecured, requirements = plan
+        if unsecured:
+            return {}
+        for requirement in requirements:
+            try:
+                return {name: provider(parameters) if provider is not None else None
+                        for name, provider in requirement}
+            except SecurityProviderError:
+                continue
+        raise SecurityNotFound([[name for name, _ in requirement] for requirement in requirements])
 
     def _get_parameters(self, parameters: RequestParameters, operation: SchemaPath, path: SchemaPath) -> Parameters:
         errors, validated = [], Parameters()
@@ -382,3 +414,53 @@ def _raised(error: Exception, cause: Exception) -> Exception:
     """`error` as if raised `from cause`, as openapi-core's ValidationErrorWrapper leaves it."""
     error.__cause__ = cause
     return error
+
+
+CONTENT_PLANS = 256  # (content node, Content-Type) pairs kept; the Content-Type comes from clients
+
+
+class PlannedContentMixin:
+    """openapi-core's body handling (request and response) with what the spec says read once.
+
+    For each body openapi-core finds the media type among the declared ones, builds a
+    deserializer for it and looks up its schema's validator. For a given content node and
+    Content-Type that is always the same answer, so it is kept (a bounded number, since the
+    Content-Type is the client's); the body itself is deserialized and validated every time by
+    the same objects openapi-core builds. An unknown Content-Type is not kept: openapi-core looks
+    it up afresh and raises its own MediaTypeNotFound.
+    """
+
+    def _content_plan(self, content: SchemaPath, mimetype: str | None):
+        plans = self.__dict__.setdefault("_content_plans", OrderedDict())
+        key = (tuple(content.parts), mimetype)
+        plan = plans.get(key)
+        if plan is not None:
+            plans.move_to_end(key)
+            return plan
+        mime_type, parameters, media_type = self._find_media_type(content, mimetype)
+        schema = media_type.get("schema")
+        validator = None if schema is None else self.schema_validators_factory.create(
+            self.spec, schema, format_validators=self.format_validators,
+            extra_format_validators=self.extra_format_validators,
+            forbid_unspecified_additional_properties=self.forbid_unspecified_additional_properties,
+            enforce_properties_required=self.enforce_properties_required)
+        deserializer = self.media_type_deserializers_factory.create(
+            self.spec, mime_type, schema=schema, schema_validator=validator, parameters=parameters,
+            encoding=media_type.get("encoding") if "encoding" in media_type else None,
+            extra_media_type_deserializers=self.extra_media_type_deserializers)
+        plan = plans[key] = (deserializer, schema if "schema" in media_type else None, validator)
+        if len(plans) > CONTENT_PLANS:
+            plans.popitem(last=False)
+        return plan
+
+    def _get_content_schema_value_and_schema(self, raw, content: SchemaPath, mimetype: str | None = None):
+        deserializer, schema, _validator = self._content_plan(content, mimetype)
+        return deserializer.deserialize(raw), schema
+
+    def _get_content_and_schema(self, raw, content: SchemaPath, mimetype: str | None = None):
+        deserializer, schema, validator = self._content_plan(content, mimetype)
+        value = deserializer.deserialize(raw)
+        if schema is None:
+            return value, None
+        validator.validate(value)
+        return value, schema

@@ -108,7 +108,7 @@ def _errors(validator, request) -> list[tuple]:
 @pytest.mark.parametrize("query", QUERIES)
 @pytest.mark.parametrize("business", ["cd613e30-d8f1-4adf-91b7-584a2265b1f5", "not-a-uuid"])
 def test_planned_parameters_judge_as_openapi_core_does(query, business):
-    """The request validator that reads each operation's parameters once (PlannedParametersMixin)
+    """The request validator that reads each operation's parameters once (PlannedRequestMixin, PlannedContentMixin)
     yields exactly the errors, of the same types and causes, as openapi-core's own."""
     from openapi_core import V30RequestValidator
     from jsonschema_path import SchemaPath
@@ -119,3 +119,32 @@ def test_planned_parameters_judge_as_openapi_core_does(query, business):
     scope = {"path": credits_path(business), "method": "GET", "scheme": "http", "query_string": query.encode()}
     request = ContractRequest(scope, Headers({"Authorization": "Bearer t", "Host": "127.0.0.1"}), b"")
     assert _errors(contract._requests, request) == _errors(plain, request)
+
+
+BODIES = [
+    ("application/json", b'{"customer_id": "a11d459a-2f97-4d87-9999-9e3fa46d6753", "line_items": [{"amount": 5, '
+                         b'"revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}'),
+    ("application/json", b'{"line_items": []}'), ("application/json", b'{"memo": 5}'), ("application/json", b"[]"),
+    ("application/json", b"{not json"), ("application/json; charset=utf-8", b'{"memo": "x"}'),
+    ("text/plain", b'{"memo": "x"}'), ("", b'{"memo": "x"}'), ("application/json", b""),
+]
+AUTHORIZATIONS = [{"Authorization": "Bearer t"}, {}, {"Authorization": "Basic dTpw"}]
+
+
+@pytest.mark.parametrize("content_type, body", BODIES)
+@pytest.mark.parametrize("authorization", AUTHORIZATIONS, ids=["bearer", "none", "basic"])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_planned_security_and_bodies_judge_as_openapi_core_does(method, content_type, body, authorization):
+    from openapi_core import V30RequestValidator
+    from jsonschema_path import SchemaPath
+
+    spec = load_spec()
+    contract = Contract(copy.deepcopy(spec))
+    plain = V30RequestValidator(SchemaPath.from_dict(copy.deepcopy(spec)))
+    business = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
+    path = credits_path(business) if method == "POST" else credits_path(business, "cb06718c-063f-42b6-bc5c-483d420a4323")
+    headers = Headers({"Host": "127.0.0.1", **authorization, **({"Content-Type": content_type} if content_type else {})})
+    request = ContractRequest({"path": path, "method": method, "scheme": "http", "query_string": b""}, headers, body)
+    ours = _errors(contract._requests, request)
+    assert ours == _errors(plain, request)
+    assert (request.validated is not None) == (not ours)
