@@ -255,7 +255,7 @@ class _ParameterPlan:
     """What openapi-core reads from one parameter's definition on every request, read once."""
 
     __slots__ = ("spec", "name", "location", "required", "deprecated", "simple", "allow_empty", "schema",
-                 "default", "deserializer", "validator")
+                 "default", "deserializer", "validator", "single")
 
     def __init__(self, validator, param: SchemaPath) -> None:
         self.spec = param
@@ -268,6 +268,10 @@ class _ParameterPlan:
         self.schema = param / "schema" if self.simple else None
         self.default = _NO_DEFAULT
         self.deserializer = self.validator = None
+        # A primitive value is read from its own name alone, so an absent name means an absent
+        # value: no need to let the deserializer raise (werkzeug's KeyError is costly to build).
+        self.single = self.simple and (self.schema / "type").read_str(default="") in (
+            "string", "integer", "number", "boolean")
         if self.simple:
             if "default" in self.schema:
                 self.default = (self.schema / "default").read_value()
@@ -396,6 +400,8 @@ class PlannedRequestMixin:
         if plan.deprecated and plan.name in location:
             warnings.warn(f"{plan.name} parameter is deprecated", DeprecationWarning)
         try:
+            if plan.single and plan.name not in location:
+                raise KeyError(plan.name)
             value = plan.deserializer.deserialize(location)
         except KeyError:
             if plan.default is _NO_DEFAULT:
