@@ -356,7 +356,8 @@ class Edge:
         chunks, size = [], 0
         while True:
             try:
-                message = await asyncio.wait_for(receive(), self.client_timeout)
+                async with asyncio.timeout(self.client_timeout):  # no task per message, as wait_for makes
+                    message = await receive()
             except TimeoutError:
                 raise ApiError(408, f"The request body stalled for {self.client_timeout:g} s",
                                headers={"Connection": "close"}) from None
