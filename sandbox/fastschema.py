@@ -3,7 +3,7 @@
 openapi-core still drives every check (path, operation, parameters, media type, status, body);
 only the JSON-schema step underneath gets faster: each schema is turned once into plain JSON
 Schema (draft 4, `$ref`s inlined, `nullable` as a `null` type, int32/int64 as bounds) and
-compiled to Python by fastjsonschema, with the formats checked by openapi-core's own format
+compiled by jsonschema-rs (Rust), with the formats checked by openapi-core's own format
 checker. A value the compiled check accepts is valid; one it rejects goes through the original
 jsonschema validator, which produces the detailed errors. The openapi-core validator objects
 are cached per schema too, instead of being rebuilt for every request, and so are the style
@@ -16,6 +16,10 @@ the last few thousand answers are kept.
 
 A format check is a pure function of the format and the string, and the same ids and dates come
 back in request after request: its answers are kept in a bounded cache.
+
+Above the schema step, openapi-core reads the spec afresh for every parameter, security scheme
+and media type of every request; `PlannedRequestMixin` and `PlannedContentMixin` read each once
+and run openapi-core's own steps on what they read (see their docstrings).
 """
 
 from __future__ import annotations
