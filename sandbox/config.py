@@ -44,5 +44,6 @@ class Config:
     # Seconds a client may take to send a request's head, and between two parts of its body
     # (slower: 408 and the connection is closed); see sandbox.serving.
     client_timeout: float = 10.0
-    # Seconds in-flight requests get to finish on SIGTERM before the server stops anyway.
-    shutdown_grace: float = 10.0
+    # Seconds in-flight requests get to finish on SIGTERM before the server stops anyway: well
+    # inside the 10 s `docker stop` waits before its SIGKILL.
+    shutdown_grace: float = 5.0
