@@ -52,7 +52,7 @@ ROUTING_CONTEXT = "connexion_routing"
 NOTES = "layer_sandbox"
 CONTRACT_HEADER = "X-Sandbox-Contract"
 UNCHECKED_PATHS = ("/__sandbox", "/ui", "/openapi.json")
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_UNROUTABLE = re.compile("[\x00-\x1f\x7f?#]")
 _DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
 NAMESPACE_PREFIX = "/__ns/"
 
@@ -279,10 +279,12 @@ class Edge:
         started = time.perf_counter()
         if scope["path"].startswith(NAMESPACE_PREFIX):
             scope = _namespace_from_path(scope)
-        if _CONTROL_CHARACTER.search(scope["path"]) or _DOT_SEGMENT.search(scope["path"]):
-            # No route has either. Starlette and werkzeug disagree on whether `[^/]+` takes a
-            # newline; and a `..` segment (also as %2e%2e) would be taken as an id by routing but
-            # resolved away by openapi-core's URL join, so the two would judge different paths.
+        if _UNROUTABLE.search(scope["path"]) or _DOT_SEGMENT.search(scope["path"]):
+            # No route has any of these. Starlette and werkzeug disagree on whether `[^/]+` takes
+            # a newline; and routing takes a `..` segment (%2e%2e), or an id holding `?` or `#`
+            # (%3F, %23), as an id, where openapi-core's URL join resolves the segment away or
+            # ends the path at the `?` or `#`: the two would judge, and the handler act on,
+            # different ids.
             await self._refuse(scope, send, started)
             return
         notes = scope.setdefault("extensions", {}).setdefault(NOTES, {})
@@ -373,7 +375,8 @@ class Edge:
 
     async def _refuse(self, scope, send, started: float, error: ApiError | None = None) -> None:
         """Answer before routing: a path no route can have, a body too large or too slow."""
-        error = error or ApiError(404, "No such route: the path holds control characters or a '.' or '..' segment")
+        error = error or ApiError(404, "No such route: the path holds a control character, '?' or '#' (decoded), "
+                                       "or a '.' or '..' segment")
         body = error.encode()
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
         await send({"type": "http.response.start", "status": error.status, "headers": [

@@ -94,6 +94,7 @@ ODD_IDS = st.one_of(
         "..", "../..", "..%2f..%2f__sandbox%2freset", "%2e%2e", "%2e%2e%2f%2e%2e", "..\\..\\windows",
         "%ff%fe%fd", "%c0%af", "%ed%a0%80", "%00", "%0d%0aX-Injected:%20yes", "%e2%80%ae", "%f0%9f%92%a3",
         "a" * 3000, "CB06718C-063F-42B6-BC5C-483D420A4323%20", "%25", "%", "~", "%u0041",
+        "cb06718c-063f-42b6-bc5c-483d420a4323%23", "cb06718c-063f-42b6-bc5c-483d420a4323%3Fa=1", "%23", "%3F",
     ]),
     # Any unicode, percent-encoded as UTF-8 ...
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
@@ -202,7 +203,6 @@ def _must_refuse(kind: str, method: str, template: str) -> bool:
 def test_hostile_input_gets_layer_errors_and_changes_nothing(target):
     server, business, credit_id = target
     before = snapshot(server.base_url)
-    failures = []
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=True)
@@ -245,11 +245,16 @@ def test_hostile_input_gets_layer_errors_and_changes_nothing(target):
     ("POST /__sandbox/reset", [("Content-Type", "text/plain")], b"{}", 415),
     ("POST /__sandbox/reset", [("Content-Type", "application/json")], b'{"memo": "x"}', 400),
     ("POST /__sandbox/scenarios/default", [], b'{"seed": 1, "scenario": "paging"}', 400),
+    # Found in review: an encoded '#' or '?' after a real id was routed with the whole segment
+    # but validated (and handed to the handler) cut at the '#' or '?': the credit was deleted.
+    ("DELETE /v1/businesses/{business}/invoices/customer-credits/{credit}%23", [], b"", 404),
+    ("PATCH /v1/businesses/{business}/invoices/customer-credits/{credit}%3Fx", [("Content-Type", "application/json")],
+     b'{"memo": "x"}', 404),
 ])
 def test_what_the_run_found_stays_fixed(target, request_line, headers, body, status):
-    server, business, _credit = target
+    server, business, credit = target
     before = snapshot(server.base_url)
-    head = request_line.replace("{business}", business["id"]) + " HTTP/1.1\r\n"
+    head = request_line.replace("{business}", business["id"]).replace("{credit}", credit) + " HTTP/1.1\r\n"
     fields = [("Host", "x"), ("Authorization", AUTH), ("Connection", "close"), *headers]
     fields += [("Content-Length", str(len(body)))] if body else []
     raw = head.encode() + "".join(f"{k}: {v}\r\n" for k, v in fields).encode() + b"\r\n" + body
