@@ -4,9 +4,11 @@ connexion hands a request to Flask through a2wsgi, which runs every WSGI call on
 thread and hops back to the event loop for each message: two thread switches and a wait on the
 GIL per request, for handlers that only touch the in-memory store and never block. This adapter
 calls the same Flask `wsgi_app` right where the request is, so a request costs no thread hop
-and the store sees one request at a time. Nothing it serves may block: the store is in memory,
-forced delays are `asyncio.sleep`s in the pipeline, and the state file is written once, at
-shutdown.
+and the store sees one request at a time. Nothing it serves may block for long: the store is
+in memory, forced delays are `asyncio.sleep`s in the pipeline, and with `--state-file` a write
+appends one line to the log; a whole snapshot (after a control route replaces state, on
+`POST /__sandbox/save`, every 20,000 logged writes) does hold up the requests behind it, for as
+long as writing the state takes (milliseconds for the default scenario).
 """
 
 from __future__ import annotations

@@ -27,15 +27,15 @@ import os
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.store import IdSource
 
 FORMAT = "layer-sandbox/state-file-v1"
 LOG_FORMAT = "layer-sandbox/state-log-v1"
-# Lines a log may hold before the next safe moment folds it into a new snapshot.
+# Lines (or bytes) a log may hold before the next safe moment folds it into a new snapshot.
 COMPACT_AFTER = 20_000
+COMPACT_AFTER_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger("sandbox.persistence")
 
@@ -99,15 +99,15 @@ class StateFile:
         self.log_path = self.path.with_name(self.path.name + ".log")
         self.lock = threading.Lock()
         self.generation = 0
-        self.lines = 0
+        self.lines = 0  # records in the open log
+        self.size = 0  # bytes in the open log
         self._log: int | None = None
 
     # ------------------------------------------------------------------------------ reading
 
-    def load(self, fresh: Callable[[str], tuple[dict, int]]) -> dict[str, dict] | None:
+    def load(self) -> dict[str, dict] | None:
         """Every namespace's export as the last acknowledged write left it, or None when there
-        is no state yet. `fresh(name)` is the export of a newly seeded namespace, and how many
-        ids its store has drawn, for namespaces the log created."""
+        is no state yet."""
         snapshot = self._read_snapshot()
         records, log_generation = self._read_log()
         generation = snapshot["generation"] if snapshot else 0
@@ -119,11 +119,10 @@ class StateFile:
         if log_generation is not None and log_generation < generation:
             records = []  # left by a crash between a checkpoint's two steps; the snapshot has them
         self.generation = generation
-        if snapshot is None and not records:
+        if snapshot is None:  # and no log either: a log always follows its snapshot (checked above)
             return None
-        namespaces = dict(snapshot["namespaces"]) if snapshot else {}
-        drawn = dict(snapshot.get("drawn", {})) if snapshot else {}
-        _replay(records, namespaces, drawn, fresh, self.log_path)
+        namespaces = dict(snapshot["namespaces"])
+        _replay(records, namespaces, dict(snapshot["drawn"]), self.log_path)
         return namespaces
 
     def _read_snapshot(self) -> dict | None:
@@ -178,32 +177,48 @@ class StateFile:
     # ------------------------------------------------------------------------------ writing
 
     def append(self, record: dict) -> None:
-        """Log one record; it has reached the operating system when this returns."""
+        """Log one record; it has reached the operating system when this returns. A write that
+        fails (a full disk) is cut back off the log, so that no half line is left for the next
+        record to be appended to, and raised."""
         line = _line(record)
         with self.lock:
             if self._log is None:
-                raise StateFileError("the state file log is not open (no checkpoint was written yet)")
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._log, view):]
+                raise StateFileError("the state file log is not open: the last snapshot could not be written; "
+                                     "POST /__sandbox/save to try again")
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._log, view):]
+            except OSError:
+                try:
+                    os.ftruncate(self._log, self.size)
+                except OSError:
+                    self.close()  # a log that may end in half a line takes nothing more
+                raise
             self.lines += 1
+            self.size += len(line)
 
     @property
     def compaction_due(self) -> bool:
-        return self.lines >= COMPACT_AFTER
+        return self.lines >= COMPACT_AFTER or self.size >= COMPACT_AFTER_BYTES
 
     def checkpoint(self, namespaces: dict[str, dict], drawn: dict[str, int]) -> int:
         """Write the next generation's snapshot, then its empty log; the snapshot's size.
-        The caller holds every store's lock, so that no write falls between the two."""
+
+        The caller holds every store's lock, so that no write falls between the two. Until both
+        are written the log is closed: a write meanwhile, or after a failure here, fails loudly
+        instead of going to a log that a restart would ignore as older than the snapshot."""
         with self.lock:
+            self.close()
             generation = self.generation + 1
             data = json.dumps({"format": FORMAT, "generation": generation, "drawn": drawn,
                                "namespaces": namespaces}, separators=(",", ":")).encode()
             _replace(self.path, data)
-            _replace(self.log_path, _line({"format": LOG_FORMAT, "generation": generation}))
-            self.close()
+            self.generation = generation  # the snapshot on disk is of this generation now
+            header = _line({"format": LOG_FORMAT, "generation": generation})
+            _replace(self.log_path, header)
             self._log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
-            self.generation, self.lines = generation, 0
+            self.lines, self.size = 0, len(header)
             return len(data)
 
     def close(self) -> None:
@@ -213,34 +228,40 @@ class StateFile:
 
 
 def credit_record(namespace: str, business, credit, drawn: int) -> dict:
-    """The log record of a write: the credit as it now is, the business's tag dimensions and
-    definitions when the credit carries tags (a write may have made new ones), and how many ids
-    the store has drawn."""
-    record = {"op": "credit", "namespace": namespace, "business": business.id, "credit": credit.to_api(),
-              "drawn": drawn}
-    if credit.transaction_tags or any(line.transaction_tags for line in credit.line_items):
-        record["tag_dimensions"] = dict(business.tag_dimensions)
-        record["tag_definitions"] = [{"key": k, "value": v, "id": d} for (k, v), d in business.tag_definitions.items()]
-    return record
+    """The log record of a write: the credit as it now is (its tags name the tag dimensions and
+    definitions a write may have made), and how many ids the store has drawn."""
+    return {"op": "credit", "namespace": namespace, "business": business.id, "credit": credit.to_api(),
+            "drawn": drawn}
 
 
-def namespace_record(namespace: str) -> dict:
-    return {"op": "namespace", "namespace": namespace}
+def namespace_record(namespace: str, export: dict, drawn: int) -> dict:
+    """The log record of a namespace made on first use: its whole seeded state, so that a restart
+    with other flags (seed, scenario, clock) brings back the same namespace."""
+    return {"op": "namespace", "namespace": namespace, "state": export, "drawn": drawn}
 
 
-def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, int],
-            fresh: Callable[[str], tuple[dict, int]], where: Path) -> None:
+def _credit_tags(credit: dict) -> list[dict]:
+    return list(credit.get("transaction_tags") or []) + [
+        tag for line in credit.get("line_items") or [] for tag in line.get("transaction_tags") or []]
+
+
+def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, int], where: Path) -> None:
     """Apply the log's records to the snapshot's exports, in order (an export is then checked
     whole when it is imported)."""
     positions: dict[tuple[str, str], dict[str, int]] = {}  # (namespace, business) -> credit id -> index
+    defined: dict[tuple[str, str], set] = {}  # (namespace, business) -> its (key, value) tag definitions
     last_drawn: dict[str, int] = {}
     try:
         for record in records:
             name = record["namespace"]
-            if name not in namespaces:
-                namespaces[name], drawn[name] = fresh(name)
             if record["op"] == "namespace":
+                namespaces[name], drawn[name] = record["state"], record["drawn"]
+                positions = {key: value for key, value in positions.items() if key[0] != name}
+                defined = {key: value for key, value in defined.items() if key[0] != name}
+                last_drawn.pop(name, None)
                 continue
+            if name not in namespaces:
+                raise KeyError(f"namespace {name!r} is in neither the snapshot nor a creation record")
             business = next(b for b in namespaces[name]["businesses"] if b["id"] == record["business"])
             credits = business["customer_credits"]
             index = positions.get((name, business["id"]))
@@ -252,9 +273,16 @@ def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, i
             else:
                 index[credit["id"]] = len(credits)
                 credits.append(credit)
-            if "tag_definitions" in record:
-                business["tag_dimensions"] = record["tag_dimensions"]
-                business["tag_definitions"] = record["tag_definitions"]
+            # A tag dimension or definition a write made is first named by the credit it tags.
+            known = defined.get((name, business["id"]))
+            if known is None:
+                known = defined[(name, business["id"])] = {(d["key"], d["value"]) for d in business["tag_definitions"]}
+            for tag in _credit_tags(credit):
+                business["tag_dimensions"].setdefault(tag["key"], tag["dimension_id"])
+                if (tag["key"], tag["value"]) not in known:
+                    known.add((tag["key"], tag["value"]))
+                    business["tag_definitions"].append({"key": tag["key"], "value": tag["value"],
+                                                        "id": tag["definition_id"]})
             last_drawn[name] = record["drawn"]
         for name, count in last_drawn.items():
             document = namespaces[name]
@@ -264,6 +292,6 @@ def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, i
             ids.skip(count - drawn.get(name, 0))
             version, internal, gauss = ids.state()
             document["id_generator"] = [version, list(internal), gauss]
-    except (KeyError, TypeError, ValueError, StopIteration) as exc:
+    except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as exc:
         raise StateFileError(f"state file log {where}: a record does not fit the snapshot "
                              f"({type(exc).__name__}: {exc}); move the log away or restore it") from None

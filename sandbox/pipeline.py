@@ -38,7 +38,7 @@ import time
 from werkzeug.datastructures import Headers
 
 from sandbox.contract import BearerAuth, Contract, ContractRequest, ContractResponse
-from sandbox.errors import JSON, ApiError, bad_request, contract_violation, unauthorized
+from sandbox.errors import JSON, ApiError, bad_request, contract_violation, internal_error, unauthorized
 from sandbox.forced import ResponseCatalog
 from sandbox.inline_wsgi import read_body
 from sandbox.journal import Journal
@@ -334,6 +334,16 @@ class Edge:
             await self._refuse(scope, send, started, ApiError(
                 503, "The sandbox is shutting down; this request was not processed, retry it",
                 headers={"Connection": "close", "Retry-After": "1"}))
+            journaled = True
+        except Exception as exc:  # noqa: BLE001 -- a bug above connexion's own error handling
+            # uvicorn would answer with a plain-text 500: the client gets a Layer error instead,
+            # and the traceback goes to the log only.
+            error = internal_error(exc)
+            if responded:
+                if "close" in notes:
+                    notes["close"]()
+                return
+            await self._refuse(scope, send, started, error)
             journaled = True
         finally:
             if not journaled:  # no response was started: a dropped connection, or a failure

@@ -42,7 +42,8 @@ class Namespace:
     clock: Clock
     store: Store
     rules: RuleBook = field(default_factory=RuleBook)
-    # Told of every write to this namespace's store, whichever store it holds (see `_attach`).
+    # Told of every write to the store this namespace holds (see `_attach`; a replaced store is
+    # detached first).
     on_write: Callable | None = None
 
     def __post_init__(self) -> None:
@@ -52,12 +53,18 @@ class Namespace:
         if self.on_write is not None:
             store.on_write = lambda business, credit: self.on_write(self, business, credit)
 
+    def detach(self) -> None:
+        """The store this namespace held stops reporting writes (it is being replaced or dropped)."""
+        with self.store.lock:
+            self.store.on_write = None
+
     def reset(self, seed: int | None = None, scenario: Scenario | None = None) -> None:
         """Freshly seeded data (this seed and scenario, or the current ones); rules are cleared."""
         scenario = scenario or self.scenario
         seed = self.seed if seed is None else seed
         store = build_store(scenario, seed, clock=self.clock)
         self._attach(store)
+        self.detach()
         self.scenario, self.seed, self.store = scenario, seed, store
         self.rules.clear()
 
@@ -85,6 +92,7 @@ class Namespace:
                 self.clock.restore(document["clock"])
             except ClockError as exc:
                 raise StateError([f"clock: {exc}"]) from None
+        self.detach()
         self.store, self.scenario = store, scenario
         self.seed = document.get("seed", self.seed)
 
@@ -107,11 +115,7 @@ class Sandbox:
 
     def _restore(self) -> None:
         """Load the saved state and replay the log, all namespaces or none (StateFileError says why)."""
-        def fresh(name: str) -> tuple[dict, int]:
-            namespace = self._new(name)
-            return namespace.export(), namespace.store.ids.drawn
-
-        saved = self.state_file.load(fresh)
+        saved = self.state_file.load()
         if saved is None:
             return
         loaded = {}
@@ -151,9 +155,15 @@ class Sandbox:
             return self.state_file.checkpoint(exports, drawn)
 
     def compact_if_due(self) -> None:
-        """Fold a long log into a new snapshot; called between requests, where no lock is held."""
+        """Fold a long log into a new snapshot; called between requests, where no lock is held.
+        A failure is logged here (the request it follows is answered already); the log stays
+        closed, so the next write fails loudly until a snapshot can be written."""
         if self.state_file is not None and self.state_file.compaction_due:
-            written = self.checkpoint()
+            try:
+                written = self.checkpoint()
+            except (OSError, persistence.StateFileError):
+                log.exception("state file: the log could not be folded into a new snapshot")
+                return
             log.info("state file log compacted into a %d-byte snapshot", written)
 
     def namespace(self, name: str | None) -> Namespace:
@@ -172,19 +182,20 @@ class Sandbox:
                         "(--max-namespaces); delete one with DELETE /__sandbox/namespaces/NAME")
                 found = self.namespaces[name] = self._new(name)
                 if self.state_file is not None:
-                    self.state_file.append(persistence.namespace_record(name))
+                    self.state_file.append(persistence.namespace_record(name, found.export(), found.store.ids.drawn))
             return found
 
     def drop(self, name: str) -> bool:
         with self._lock:
+            dropped = self.namespaces.pop(name, None)
+            if dropped is not None:
+                dropped.detach()
             if name == DEFAULT_NAMESPACE:
                 self.namespaces[name] = self._new(name)
                 dropped = True
-            else:
-                dropped = self.namespaces.pop(name, None) is not None
         if dropped and self.state_file is not None:
             self.checkpoint()
-        return dropped
+        return bool(dropped)
 
     # The default namespace, for code that predates namespaces (and for printing at start-up).
     @property

@@ -5,7 +5,7 @@ head of any size: a client that sends its headers a byte at a time, or connects 
 nothing, would hold its connection forever, and a megabyte of headers would be parsed and kept.
 `GuardedHttpToolsProtocol` gives every request head a deadline (408, then the connection is
 closed) and a size limit (431), and answers what the parser cannot read with a 400; all three
-are Layer errors, as is the 500 uvicorn sends when an app ends without answering. Body size and body timeouts are
+are Layer errors. Body size and body timeouts are
 the ASGI side's business (`sandbox.pipeline.Edge`), which sees the body.
 """
 
@@ -103,15 +103,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         callback lands here too; it is sent already."""
         self._refuse(400, "The request is not valid HTTP/1.1 (request line or headers malformed, "
                           "or raw non-ASCII bytes in the path; percent-encode them)")
-
-    async def send_500_response(self) -> None:
-        """What uvicorn sends when the app failed before answering: a Layer error, not plain text
-        (the app's own error handlers make this a path for bugs only)."""
-        body = ApiError(500, "The sandbox failed to answer this request; see the sandbox's log").encode()
-        await self.send({"type": "http.response.start", "status": 500, "headers": [
-            (b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode()),
-            (b"x-sandbox-contract", b"request=skipped; response=skipped"), (b"connection", b"close")]})
-        await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -119,3 +119,32 @@ def test_a_response_that_would_break_the_contract_is_a_loud_500(tmp_path, busine
     finally:
         server.stop()
     assert "contract violation" in server.stderr and "voided_at" in server.stderr
+
+
+def test_a_failure_above_connexions_error_handling_is_still_a_layer_500():
+    """Edge, the outermost middleware, answers an exception nothing inside it handled with a Layer
+    error (uvicorn would send plain text) and keeps the traceback out of the body."""
+    import asyncio
+    import json as jsonlib
+
+    from sandbox.journal import Journal
+    from sandbox.pipeline import Edge
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("a bug with a secret in its message")
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    edge = Edge(broken, journal=Journal(10), max_body_bytes=1024, client_timeout=5)
+    scope = {"type": "http", "method": "GET", "path": "/v1/anything", "query_string": b"", "headers": []}
+    asyncio.run(edge(scope, receive, send))
+    assert sent[0]["status"] == 500
+    body = jsonlib.loads(sent[1]["body"])
+    assert body["errors"][0]["error_enum"] == "SandboxInternalError"
+    assert "secret" not in sent[1]["body"].decode() and "Traceback" not in sent[1]["body"].decode()

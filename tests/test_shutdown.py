@@ -59,14 +59,14 @@ def test_sigterm_finishes_in_flight_requests_saves_and_exits_0(tmp_path):
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    # While they finish, the sandbox takes no new connection.
-    if all(thread.is_alive() for thread in threads):
-        try:
-            httpx.get(f"{server.base_url}/__sandbox/health", timeout=2)
-            refused = False
-        except httpx.TransportError:
-            refused = True
-        assert refused, "a new connection was accepted during shutdown"
+    # While they finish (their answers wait 3 s), the sandbox takes no new connection.
+    assert all(thread.is_alive() for thread in threads)
+    try:
+        httpx.get(f"{server.base_url}/__sandbox/health", timeout=2)
+        refused = False
+    except httpx.TransportError:
+        refused = True
+    assert refused, "a new connection was accepted during shutdown"
     for thread in threads:
         thread.join(timeout=30)
     assert server.process.wait(timeout=30) == 0
