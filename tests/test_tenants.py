@@ -29,7 +29,9 @@ def tenants(tmp_path_factory):
     tokens = {"tok-one-1a2b": ids[0], "tok-two-3c4d": ids[1], "tok-all-5e6f": None}
     args = [a for token, business in tokens.items()
             for a in ("--token", f"{token}={business}" if business else token)] + ["--admin-token", "adm-7f3e"]
-    server = SandboxProcess(tmp_path_factory.mktemp("tenants"), *args, "--journal-size", "10000")
+    workdir = tmp_path_factory.mktemp("tenants")
+    server = SandboxProcess(workdir, *args, "--journal-size", "10000", "--state-file", str(workdir / "state.json"))
+    server.state_file = workdir / "state.json"
     yield server, tokens, ids
     server.stop()
 
@@ -117,8 +119,9 @@ def test_tokens_never_reach_the_log_the_journal_or_the_state(tenants):
     journal = httpx.get(f"{base}/__sandbox/requests", headers=ADMIN).text
     state = httpx.get(f"{base}/__sandbox/state", headers=ADMIN).text
     logs = server.stdout + server.stderr
+    saved = (server.state_file.read_text() + server.state_file.with_name("state.json.log").read_text())
     for secret in [*tokens, "adm-7f3e", "wrong-token-9z"]:
-        for where, text in (("journal", journal), ("state", state), ("log", logs)):
+        for where, text in (("journal", journal), ("state", state), ("log", logs), ("state file", saved)):
             assert secret not in text, f"{secret} in the {where}"
     entries = httpx.get(f"{base}/__sandbox/requests", headers=ADMIN).json()["data"]
     assert entries and not any("headers" in entry for entry in entries)
