@@ -323,26 +323,18 @@ class Edge:
             if body is None:  # the client hung up before its body was whole: nothing to do
                 return
             await self.app(scope, _replay(body, receive), mark)
-        except asyncio.CancelledError:
-            # A shutdown whose grace ran out (uvicorn cancels what is left, and would answer with
-            # a plain-text 500): a request still arriving gets a Layer 503 and nothing is done;
-            # one whose answer is already on its way is cut there.
+        except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 -- answered here, logged
+            # Left unanswered by everything inside: a shutdown whose grace ran out (uvicorn
+            # cancels what is left) or a bug above connexion's own error handling. uvicorn would
+            # send plain text; a request still arriving gets a Layer 503 (nothing was done), a bug
+            # a Layer 500 (its traceback to the log only), and an answer already on its way is cut.
             if responded:
                 if "close" in notes:
                     notes["close"]()
                 return
-            await self._refuse(scope, send, started, ApiError(
+            error = internal_error(exc) if not isinstance(exc, asyncio.CancelledError) else ApiError(
                 503, "The sandbox is shutting down; this request was not processed, retry it",
-                headers={"Connection": "close", "Retry-After": "1"}))
-            journaled = True
-        except Exception as exc:  # noqa: BLE001 -- a bug above connexion's own error handling
-            # uvicorn would answer with a plain-text 500: the client gets a Layer error instead,
-            # and the traceback goes to the log only.
-            error = internal_error(exc)
-            if responded:
-                if "close" in notes:
-                    notes["close"]()
-                return
+                headers={"Connection": "close", "Retry-After": "1"})
             await self._refuse(scope, send, started, error)
             journaled = True
         finally:
