@@ -222,12 +222,22 @@ class CachedStyleDeserializersFactory(StyleDeserializersFactory):
 
 class CachedPathFinder(APICallPathFinder):
     """openapi-core's path finder, remembering the last `PATH_CACHE_SIZE` URLs it matched (a URL
-    that matches nothing is looked up afresh each time, so its error is openapi-core's own)."""
+    that matches nothing is looked up afresh each time, so its error is openapi-core's own).
+
+    Every match makes new spec accessors (`SchemaPath`s for the path, operation and server, each
+    with its own resolver, registry and caches: some 25 objects the garbage collector tracks) for
+    nodes that are the same for every credit id. Kept for thousands of URLs they made each full
+    collection walk 100,000+ objects (10-20 ms pauses under load, the p99 at 32 connections); a
+    remembered match keeps one accessor per spec node instead, and only its own variables."""
 
     def __init__(self, spec, base_url=None) -> None:
         super().__init__(spec, base_url=base_url)
         self._found: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._nodes: dict[tuple, SchemaPath] = {}
         self._lock = threading.Lock()
+
+    def _node(self, accessor: SchemaPath) -> SchemaPath:
+        return self._nodes.setdefault(tuple(accessor.parts), accessor)
 
     def find(self, method: str, name: str):
         key = (method, name)
@@ -238,7 +248,8 @@ class CachedPathFinder(APICallPathFinder):
                 return found
         found = super().find(method, name)
         with self._lock:
-            self._found[key] = found
+            found = self._found[key] = found._replace(
+                path=self._node(found.path), operation=self._node(found.operation), server=self._node(found.server))
             if len(self._found) > PATH_CACHE_SIZE:
                 self._found.popitem(last=False)
         return found
