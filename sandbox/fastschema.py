@@ -225,7 +225,7 @@ class CachedPathFinder(APICallPathFinder):
     that matches nothing is looked up afresh each time, so its error is openapi-core's own).
 
     Every match makes new spec accessors (`SchemaPath`s for the path, operation and server, each
-    with its own resolver, registry and caches: some 25 objects the garbage collector tracks) for
+    with its own resolver, registry and caches: some 15 objects the garbage collector tracks) for
     nodes that are the same for every credit id. Kept for thousands of URLs they made each full
     collection walk 100,000+ objects (10-20 ms pauses under load, the p99 at 32 connections); a
     remembered match keeps one accessor per spec node instead, and only its own variables."""
