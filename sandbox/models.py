@@ -158,7 +158,8 @@ class CustomerCredit:
     updated_at: str
     external_id: str | None = None
     sent_at: str | None = None
-    allocations: list[Allocation] = field(default_factory=list)
+    # Most credits have none: they share one empty tuple (every change assigns a new sequence).
+    allocations: Sequence[Allocation] = ()
     deleted_at: str | None = None
     transaction_tags: Sequence[Tag] = field(default_factory=list)
     memo: str | None = None

@@ -227,7 +227,7 @@ class _Seeder:
             found = self._batches[batch] = {"source": "seed", "batch": batch}
         return found
 
-    def tags(self, business: Business, count: int) -> list[Tag]:
+    def tags(self, business: Business, count: int) -> tuple[Tag, ...]:
         tags = []
         for key in self.fake.random_elements(sorted(TAG_VOCABULARY), length=count, unique=True):
             display, values = TAG_VOCABULARY[key]
@@ -235,7 +235,7 @@ class _Seeder:
             dimension_id = business.tag_dimensions.setdefault(key, self.ids.new())
             definition_id = business.tag_definitions.setdefault((key, value), self.ids.new())
             tags.append(Tag(self.ids.new(), key, value, dimension_id, definition_id, display, sys.intern(value.title())))
-        return tags
+        return tuple(tags)
 
     def credit(self, business: Business, customers: list[Customer], number: int, counts: dict) -> CustomerCredit:
         accounts = [business.account_by_stable_name(name) for name in self.scenario.credit_line_accounts]
@@ -287,7 +287,7 @@ class _Seeder:
     def allocate(self, credit: CustomerCredit, invoice: Invoice, amount: int) -> None:
         # The seeder tracks balances itself; the store recomputes them from the credits.
         invoice.credited_amount += amount
-        credit.allocations.append(Allocation(self.ids.new(), credit.id, invoice.id, amount))
+        credit.allocations = (*credit.allocations, Allocation(self.ids.new(), credit.id, invoice.id, amount))
 
     def allocate_partly(self, business: Business, credit: CustomerCredit) -> None:
         """One or two allocations that leave part of the credit unapplied."""

@@ -354,6 +354,7 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
         stamps = [credit.created_at, credit.updated_at] + ([deleted_at] if deleted_at else [])
         if None not in stamps and stamps != sorted(stamps):
             problems.append(f"{at}: created_at <= updated_at (<= deleted_at) does not hold")
+        allocations = []
         for m, a in enumerate(c.get("allocations") or []):
             invoice = business.invoices.get(a["invoice_id"])
             if a["customer_credit_id"] != credit.id:
@@ -363,9 +364,10 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
                 continue
             if invoice.customer_id != customer.id:
                 problems.append(f"{at}.allocations[{m}].invoice_id: the invoice belongs to another customer")
-            credit.allocations.append(Allocation(a["id"], credit.id, invoice.id, a["amount"]))
+            allocations.append(Allocation(a["id"], credit.id, invoice.id, a["amount"]))
             if deleted_at is None:
                 applied[invoice.id] += a["amount"]
+        credit.allocations = tuple(allocations)
         allocated = sum(a.amount for a in credit.allocations)
         if allocated > credit.total_amount:
             problems.append(f"{at}.allocations: {allocated} allocated, above the credit's total {credit.total_amount}")
