@@ -180,7 +180,10 @@ def parse_wrk(output: str) -> dict:
 
 def run_wrk(wrk: str, url: str, connections: int, duration: float, script: Path | None = None,
             headers: dict | None = None) -> dict:
-    command = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    # --timeout: wrk counts a request slower than its default 2 s as a socket error; a stall of the
+    # machine is latency, which the percentiles should show.
+    command = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+               "--timeout", "30s"]
     command += ["-s", str(script)] if script else []
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]

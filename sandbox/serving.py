@@ -11,6 +11,7 @@ the ASGI side's business (`sandbox.pipeline.Edge`), which sees the body.
 
 from __future__ import annotations
 
+import socket
 from functools import partial
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -20,6 +21,10 @@ from sandbox.errors import JSON, ApiError
 
 # The most a request line and its headers may take together, as front ends commonly allow.
 MAX_HEAD_BYTES = 64 * 1024
+# How long a connection may idle between requests: longer than client pools keep one (httpx 5 s,
+# Go 90 s), so that the client, not the server, closes it. A server that closes first races the
+# client's next request on that connection, which fails ("server disconnected"). uvicorn's default is 5 s.
+KEEP_ALIVE_SECONDS = 120
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -37,7 +42,25 @@ def uvicorn_options(config: Config) -> dict:
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": config.shutdown_grace,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
     }
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening before uvicorn starts, so the port (0: the kernel picks) is
+    known and held from the start; raises OSError when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP;
+    # without it every response waited ~40 ms for a delayed ACK between its head and its body.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _refusal(status: int, description: str) -> bytes:

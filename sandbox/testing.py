@@ -1,6 +1,6 @@
 """Using the sandbox from another service's tests: a background server and a handle on it.
 
-`BackgroundSandbox` runs the sandbox in a thread of the test process on a free loopback port.
+`BackgroundSandbox` runs the sandbox in a thread of the test process on a loopback port the kernel picks.
 `SandboxHandle` is what a test gets: `base_url` points at the test's own namespace
 (`http://127.0.0.1:PORT/__ns/NAME`), so the code under test needs only a base URL; `control`
 steers that namespace; `assert_requests` checks what the code under test sent, in the spirit of
@@ -10,7 +10,6 @@ WireMock's `verify`; `contract_violations` lists the requests that broke the con
 from __future__ import annotations
 
 import fnmatch
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -20,29 +19,33 @@ import httpx
 from sandbox.config import Config
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 class BackgroundSandbox:
-    """The sandbox app served by uvicorn in a daemon thread (no signals, no stdout)."""
+    """The sandbox app served by uvicorn in a daemon thread (no signals, no stdout).
+
+    Its socket is bound here, on port 0 unless one is given, so the port is the kernel's pick and
+    held from the start: parallel test runs (pytest-xdist, several CI jobs) never race for one."""
 
     def __init__(self, **config) -> None:
         import uvicorn
 
         from sandbox.app import create_app
-        from sandbox.serving import uvicorn_options
+        from sandbox.serving import listening_socket, uvicorn_options
 
         config.setdefault("host", "127.0.0.1")
-        config.setdefault("port", _free_port(config["host"]))
+        config.setdefault("port", 0)
+        self._socket = listening_socket(config["host"], config["port"])
+        config["port"] = self._socket.getsockname()[1]
         self.config = Config(**config)
-        self.url = f"http://{self.config.host}:{self.config.port}"
-        self.app = create_app(self.config)
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app, host=self.config.host, port=self.config.port, **uvicorn_options(self.config)))
-        self._thread = threading.Thread(target=self._server.run, name="layer-sandbox", daemon=True)
+        shown_host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.url = f"http://{shown_host}:{self.config.port}"
+        try:
+            self.app = create_app(self.config)
+        except BaseException:
+            self._socket.close()
+            raise
+        self._server = uvicorn.Server(uvicorn.Config(self.app, **uvicorn_options(self.config)))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="layer-sandbox", daemon=True)
 
     def start(self, timeout: float = 30.0) -> BackgroundSandbox:
         self._thread.start()

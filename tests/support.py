@@ -1,7 +1,7 @@
 """Test support: run the real sandbox as a process and check every exchange with it.
 
 `SandboxProcess` starts the installed `layer-sandbox` console script (from a scratch directory,
-so that nothing is read from the checkout by accident) on a free loopback port and waits for
+so that nothing is read from the checkout by accident) on a loopback port of the kernel's choosing and waits for
 `/__sandbox/health`. `ContractCheck` re-validates, in the test process, every `/v1` response the
 tests receive against openapi.yaml with openapi-core, independently of what the sandbox reports.
 """
@@ -9,11 +9,13 @@ tests receive against openapi.yaml with openapi-core, independently of what the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,34 +74,51 @@ def sandbox_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "sandbox"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def unused_address() -> tuple[socket.socket, str]:
+    """A loopback URL nothing answers on (connections are refused), held for as long as the
+    returned socket stays open: bound, never listening, so no other process can take the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class SandboxProcess:
-    """One running sandbox; `stdout`/`stderr` hold what it printed once it is stopped."""
+    """One running sandbox; `stdout`/`stderr` hold what it printed once it is stopped.
+
+    It listens on a port the kernel picks (`--port 0`) and says which one on its first line: a port
+    found free here and handed over could be taken by someone else before the sandbox binds it."""
 
     def __init__(self, workdir: Path, *args: str, env: dict | None = None,
                  command: list[str] | None = None, port_via_env: bool = False, subcommand: str | None = None):
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self._out = open(workdir / f"sandbox-{self.port}.out", "w+")
-        self._err = open(workdir / f"sandbox-{self.port}.err", "w+")
+        self._out = tempfile.NamedTemporaryFile("w+", dir=workdir, prefix="sandbox-", suffix=".out", delete=False)
+        self._err = open(self._out.name.removesuffix(".out") + ".err", "w+")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         if port_via_env:
-            full_env["LAYER_SANDBOX_PORT"] = str(self.port)
+            full_env["LAYER_SANDBOX_PORT"] = "0"
             port_args = []
         else:
-            port_args = ["--port", str(self.port)]
+            port_args = ["--port", "0"]
         self.process = subprocess.Popen(
             (command or sandbox_command()) + ([subcommand] if subcommand else []) + port_args + list(args),
             cwd=workdir, stdout=self._out, stderr=self._err, env=full_env,
         )
+        self.port = self._announced_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
         self.wait_healthy()
+
+    def _announced_port(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"listening on http://[^\s]+:(\d+)", Path(self._out.name).read_text())
+            if found:
+                return int(found.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sandbox exited with {self.process.returncode}: {self.stderr}")
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"sandbox did not say where it listens within {timeout}s: {self.stderr}")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from support import SandboxProcess, free_port, load_spec, sandbox_command
+from support import SandboxProcess, load_spec, sandbox_command, unused_address
 
 SPEC = load_spec()
 CREDIT = SPEC["components"]["examples"]["Credit"]["value"]  # a body that conforms
@@ -159,12 +159,13 @@ def test_the_proxy_forwards_validates_and_reports(fake_layer, tmp_path):
 
 
 def test_an_unreachable_upstream_is_a_502_and_a_drift(tmp_path):
-    dead = f"http://127.0.0.1:{free_port()}"
+    held, dead = unused_address()
     proxy = SandboxProcess(tmp_path, "--upstream", dead, "--timeout", "2", subcommand="proxy")
     try:
         response = httpx.get(f"{proxy.base_url}{BASE}/{GOOD}", headers={"Authorization": "Bearer t"})
     finally:
         _, stdout = stop(proxy)
+        held.close()
     assert response.status_code == 502
     assert response.json()["errors"][0]["error_enum"] == "UpstreamUnavailable"
     assert "1 with drift" in stdout
