@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /build
-COPY pyproject.toml README.md openapi.yaml ./
+COPY pyproject.toml setup.py MANIFEST.in README.md openapi.yaml ./
 COPY sandbox ./sandbox
 COPY fixtures ./fixtures
 # A regular (not editable) install: the wheel carries openapi.yaml and fixtures/.

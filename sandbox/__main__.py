@@ -1,3 +1,3 @@
-from sandbox.cli import main
+from .cli import main
 
 main()

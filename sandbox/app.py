@@ -26,29 +26,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from sandbox import control
-from sandbox import operations as operations_module
-from sandbox.config import LOCALHOST_ORIGINS, Config
-from sandbox.contract import BearerAuth, Contract
-from sandbox.errors import (
+from . import control
+from . import operations as operations_module
+from .config import LOCALHOST_ORIGINS, Config
+from .contract import BearerAuth, Contract
+from .errors import (
     JSON,
     ApiError,
     from_http_status,
     from_store_error,
     internal_error,
 )
-from sandbox.forced import ResponseCatalog
-from sandbox.handlers import CreditHandlers
-from sandbox.inline_wsgi import InlineWSGI
-from sandbox.journal import Journal
-from sandbox.jsontext import ResponseJson
-from sandbox.pipeline import CONTRACT_HEADER, Edge, Pipeline
-from sandbox.ratelimit import RateLimiter
-from sandbox.resources import load_spec
-from sandbox.runtime import NAMESPACE_HEADER, Sandbox
-from sandbox.store import StoreError
+from .forced import ResponseCatalog
+from .handlers import CreditHandlers
+from .inline_wsgi import InlineWSGI
+from .journal import Journal
+from .jsontext import ResponseJson
+from .pipeline import CONTRACT_HEADER, Edge, Pipeline
+from .ratelimit import RateLimiter
+from .resources import load_spec
+from .runtime import NAMESPACE_HEADER, Sandbox
+from .store import StoreError
 
-log = logging.getLogger("sandbox")
+log = logging.getLogger("layer_sandbox")
 
 def _flask_response(error: ApiError):
     import flask

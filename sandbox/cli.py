@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
-from sandbox.config import DEFAULT_PORT, DEFAULT_SEED, NO_VALIDATION_VARIABLE, Config
-from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
-from sandbox.seed import scenario_names
+from .config import DEFAULT_PORT, DEFAULT_SEED, NO_VALIDATION_VARIABLE, Config
+from .resources import DEFAULT_SCENARIO, SPEC_PATH
+from .seed import scenario_names
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 # How many collections of the middle generation come before a full one (Python's default is 10).
@@ -27,7 +27,7 @@ FULL_COLLECTION_AFTER = 100
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
-    from sandbox.serving import listening_socket
+    from .serving import listening_socket
 
     try:
         return listening_socket(host, port)
@@ -115,11 +115,11 @@ def main(ctx: click.Context, **options) -> None:
 
     # connexion imports starlette's test client, which warns when httpx (a test extra) is present.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from sandbox.app import create_app
-    from sandbox.serving import uvicorn_options
-    from sandbox.clock import Clock, ClockError
-    from sandbox.persistence import StateFileError
-    from sandbox.seed import ScenarioError
+    from .app import create_app
+    from .serving import uvicorn_options
+    from .clock import Clock, ClockError
+    from .persistence import StateFileError
+    from .seed import ScenarioError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("connexion").setLevel(logging.WARNING)
@@ -127,7 +127,7 @@ def main(ctx: click.Context, **options) -> None:
     options["tokens"] = tuple(options["tokens"])
     if os.environ.get(NO_VALIDATION_VARIABLE) == "1":
         options["validate"] = False
-        logging.getLogger("sandbox").warning(
+        logging.getLogger("layer_sandbox").warning(
             "%s=1: requests and responses are NOT checked against openapi.yaml (a benchmark switch)",
             NO_VALIDATION_VARIABLE)
     config = Config(**options)
@@ -164,8 +164,8 @@ def main(ctx: click.Context, **options) -> None:
 def check_spec(file: Path, spec_path: Path) -> None:
     """How a published Layer spec FILE differs from the sandbox's contract, and which of its own
     statements contradict each other (exit status 1 when anything is found)."""
-    from sandbox.resources import load_spec
-    from sandbox.specdiff import SpecFileError, check, report
+    from .resources import load_spec
+    from .specdiff import SpecFileError, check, report
 
     try:
         found, diffs = check(file, load_spec(spec_path))
@@ -196,11 +196,11 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
 
     import uvicorn
 
-    from sandbox.contract import Contract
-    from sandbox.journal import Journal
-    from sandbox.proxy import ValidatingProxy
-    from sandbox.serving import uvicorn_options
-    from sandbox.resources import load_spec
+    from .contract import Contract
+    from .journal import Journal
+    from .proxy import ValidatingProxy
+    from .serving import uvicorn_options
+    from .resources import load_spec
 
     if not upstream.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--upstream")

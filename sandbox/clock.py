@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sandbox.timestamps import format_timestamp, parse_timestamp
+from .timestamps import format_timestamp, parse_timestamp
 
 
 def _system_now() -> datetime:

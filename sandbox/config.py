@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.resources import DEFAULT_SCENARIO, SPEC_PATH
+from .resources import DEFAULT_SCENARIO, SPEC_PATH
 
 DEFAULT_SEED = 1
 NO_VALIDATION_VARIABLE = "LAYER_SANDBOX_BENCH_NO_VALIDATION"

@@ -32,8 +32,8 @@ from openapi_core.validation.schemas import (
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-from sandbox.errors import ApiError, bad_request, unauthorized
-from sandbox.fastschema import (
+from .errors import ApiError, bad_request, unauthorized
+from .fastschema import (
     CachedPathFinder,
     CachedStyleDeserializersFactory,
     CachedValidatorsFactory,
@@ -41,7 +41,7 @@ from sandbox.fastschema import (
     PlannedContentMixin,
     PlannedRequestMixin,
 )
-from sandbox.jsontext import foreign_charset, read_response, strict_loads
+from .jsontext import foreign_charset, read_response, strict_loads
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _BOOLEANS = ("true", "false")

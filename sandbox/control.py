@@ -12,13 +12,13 @@ import re
 
 import flask
 
-from sandbox import envelope
-from sandbox.clock import ClockError
-from sandbox.errors import ApiError, bad_request
-from sandbox.journal import Journal
-from sandbox.jsontext import foreign_charset, strict_loads
-from sandbox.rules import DirectiveError
-from sandbox.runtime import (
+from . import envelope
+from .clock import ClockError
+from .errors import ApiError, bad_request
+from .journal import Journal
+from .jsontext import foreign_charset, strict_loads
+from .rules import DirectiveError
+from .runtime import (
     DEFAULT_NAMESPACE,
     NAMESPACE_HEADER,
     Namespace,
@@ -26,9 +26,9 @@ from sandbox.runtime import (
     Sandbox,
     check_namespace_name,
 )
-from sandbox.seed import Scenario, ScenarioError, scenario_names
-from sandbox.snapshot import StateError
-from sandbox.timestamps import parse_timestamp
+from .seed import Scenario, ScenarioError, scenario_names
+from .snapshot import StateError
+from .timestamps import parse_timestamp
 
 
 def business_summary(business) -> dict:

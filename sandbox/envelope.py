@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox.models import CustomerCredit
-from sandbox.pagination import Page
+from .models import CustomerCredit
+from .pagination import Page
 
 
 def item(credit: CustomerCredit) -> dict:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 
-from sandbox.store import InvalidInput, NotFound, RuleViolation, StoreError
+from .store import InvalidInput, NotFound, RuleViolation, StoreError
 
-log = logging.getLogger("sandbox.errors")
+log = logging.getLogger("layer_sandbox.errors")
 
 JSON = "application/json"
 

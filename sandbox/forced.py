@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from sandbox.errors import ApiError, bad_request
-from sandbox.rules import Directive
+from .errors import ApiError, bad_request
+from .rules import Directive
 
 
 def _resolve(spec: dict, node: dict) -> dict:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import flask
 
-from sandbox import envelope
-from sandbox.runtime import NAMESPACE_HEADER, Sandbox
-from sandbox.store import CreditFilters, InvalidInput, timestamp_input
+from . import envelope
+from .runtime import NAMESPACE_HEADER, Sandbox
+from .store import CreditFilters, InvalidInput, timestamp_input
 
 
 def _reference_filter(reference_number: str | None, reference_numbers: str | None) -> frozenset | None:

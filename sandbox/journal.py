@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
-from sandbox.timestamps import format_timestamp
+from .timestamps import format_timestamp
 
 
 class Journal:

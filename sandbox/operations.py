@@ -22,7 +22,7 @@ from connexion.decorators.parameter import inspect_function_arguments, pythonic,
 from connexion.decorators.response import SyncResponseDecorator
 from connexion.frameworks.flask import Flask as FlaskFramework
 
-from sandbox.pipeline import NOTES
+from .pipeline import NOTES
 
 
 class PreparedOperation:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sandbox.models import CustomerCredit
+from .models import CustomerCredit
 
 SORT_FIELDS = ("created_at", "updated_at", "sent_at", "reference_number")
 SORT_ORDERS = ("ASC", "DESC")

@@ -29,7 +29,7 @@ import threading
 import zlib
 from pathlib import Path
 
-from sandbox.store import IdSource
+from .store import IdSource
 
 FORMAT = "layer-sandbox/state-file-v1"
 LOG_FORMAT = "layer-sandbox/state-log-v1"
@@ -37,7 +37,7 @@ LOG_FORMAT = "layer-sandbox/state-log-v1"
 COMPACT_AFTER = 20_000
 COMPACT_AFTER_BYTES = 64 * 1024 * 1024
 
-log = logging.getLogger("sandbox.persistence")
+log = logging.getLogger("layer_sandbox.persistence")
 
 
 class StateFileError(RuntimeError):

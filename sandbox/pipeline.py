@@ -37,16 +37,16 @@ import time
 
 from werkzeug.datastructures import Headers
 
-from sandbox.contract import BearerAuth, Contract, ContractRequest, ContractResponse
-from sandbox.errors import JSON, ApiError, bad_request, contract_violation, internal_error, unauthorized
-from sandbox.forced import ResponseCatalog
-from sandbox.inline_wsgi import read_body
-from sandbox.journal import Journal
-from sandbox.ratelimit import RateLimiter
-from sandbox.rules import Directive, DirectiveError, parse_prefer
-from sandbox.runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
+from .contract import BearerAuth, Contract, ContractRequest, ContractResponse
+from .errors import JSON, ApiError, bad_request, contract_violation, internal_error, unauthorized
+from .forced import ResponseCatalog
+from .inline_wsgi import read_body
+from .journal import Journal
+from .ratelimit import RateLimiter
+from .rules import Directive, DirectiveError, parse_prefer
+from .runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
 
-log = logging.getLogger("sandbox.contract")
+log = logging.getLogger("layer_sandbox.contract")
 
 ROUTING_CONTEXT = "connexion_routing"
 NOTES = "layer_sandbox"

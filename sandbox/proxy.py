@@ -19,11 +19,11 @@ from xml.etree import ElementTree
 import httpx
 from werkzeug.datastructures import Headers
 
-from sandbox.contract import Contract, ContractRequest, ContractResponse
-from sandbox.errors import JSON, ApiError
-from sandbox.inline_wsgi import read_body
-from sandbox.journal import Journal
-from sandbox.pipeline import CONTRACT_HEADER, _headers
+from .contract import Contract, ContractRequest, ContractResponse
+from .errors import JSON, ApiError
+from .inline_wsgi import read_body
+from .journal import Journal
+from .pipeline import CONTRACT_HEADER, _headers
 
 # Hop-by-hop headers (RFC 9110 7.6.1), and those the proxy sets itself on each side: the
 # upstream is asked for an encoding httpx decodes (so the body can be validated), and the

@@ -41,7 +41,7 @@ def pytest_configure(config) -> None:
 @pytest.fixture(scope="session")
 def layer_sandbox_server(request):
     """The session's background sandbox (`.url`, `.handle(namespace)`, `.app`)."""
-    from sandbox.testing import BackgroundSandbox
+    from .testing import BackgroundSandbox
 
     options = request.config.option
     server = BackgroundSandbox(
@@ -82,6 +82,6 @@ def pytest_runtest_call(item):
     if outcome.excinfo is not None:  # the test failed anyway: keep its failure, show the violations too
         item.add_report_section("call", "layer-sandbox contract violations", report)
         return
-    from sandbox.testing import ContractViolation
+    from .testing import ContractViolation
 
     outcome.force_exception(ContractViolation(report))

@@ -15,19 +15,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbox import persistence
-from sandbox.clock import Clock, ClockError
-from sandbox.config import Config
-from sandbox.rules import RuleBook
-from sandbox.seed import Scenario, ScenarioError, build_store, scenario_names
-from sandbox.snapshot import StateError, export_store, import_store
-from sandbox.store import Store
+from . import persistence
+from .clock import Clock, ClockError
+from .config import Config
+from .rules import RuleBook
+from .seed import Scenario, ScenarioError, build_store, scenario_names
+from .snapshot import StateError, export_store, import_store
+from .store import Store
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_HEADER = "X-Sandbox-Namespace"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-log = logging.getLogger("sandbox")
+log = logging.getLogger("layer_sandbox")
 
 
 class NamespaceError(ValueError):

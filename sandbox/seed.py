@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from faker import Faker
 
-from sandbox.models import (
+from .models import (
     Allocation,
     Business,
     Customer,
@@ -27,9 +27,9 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
-from sandbox.resources import SCENARIOS_DIR, load_yaml
-from sandbox.store import IdSource, Store
-from sandbox.timestamps import format_timestamp, parse_timestamp
+from .resources import SCENARIOS_DIR, load_yaml
+from .store import IdSource, Store
+from .timestamps import format_timestamp, parse_timestamp
 
 TAG_VOCABULARY = {
     "department": ("Department", ["sales", "support", "marketing"]),

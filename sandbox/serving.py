@@ -16,8 +16,8 @@ from functools import partial
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sandbox.config import Config
-from sandbox.errors import JSON, ApiError
+from .config import Config
+from .errors import JSON, ApiError
 
 # The most a request line and its headers may take together, as front ends commonly allow.
 MAX_HEAD_BYTES = 64 * 1024

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import jsonschema
 
-from sandbox.jsontext import portable_problem
-from sandbox.models import (
+from .jsontext import portable_problem
+from .models import (
     Allocation,
     Business,
     Customer,
@@ -26,8 +26,8 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
-from sandbox.store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
-from sandbox.timestamps import normalize_timestamp
+from .store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
+from .timestamps import normalize_timestamp
 
 FORMAT = "layer-sandbox/state-v1"
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sandbox.models import (
+from .models import (
     Allocation,
     Business,
     Customer,
@@ -26,8 +26,8 @@ from sandbox.models import (
     LineItem,
     Tag,
 )
-from sandbox.pagination import CreditIndexes, InvalidCursor, Page, paginate
-from sandbox.timestamps import format_timestamp, normalize_timestamp
+from .pagination import CreditIndexes, InvalidCursor, Page, paginate
+from .timestamps import format_timestamp, normalize_timestamp
 
 METADATA_LIMIT_BYTES = 1024
 INT64_MAX = 2**63 - 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from sandbox.config import Config
+from .config import Config
 
 
 class BackgroundSandbox:
@@ -28,8 +28,8 @@ class BackgroundSandbox:
     def __init__(self, **config) -> None:
         import uvicorn
 
-        from sandbox.app import create_app
-        from sandbox.serving import listening_socket, uvicorn_options
+        from .app import create_app
+        from .serving import listening_socket, uvicorn_options
 
         config.setdefault("host", "127.0.0.1")
         config.setdefault("port", 0)

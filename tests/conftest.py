@@ -40,6 +40,21 @@ def business(world):
     return world[0]
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist each worker hands its counts to the controller, which prints them."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["checked"] = (Checked.checked, Checked.violations_expected, Checked.figures)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    checked, expected, figures = getattr(node, "workeroutput", {}).get("checked", (0, 0, []))
+    Checked.checked += checked
+    Checked.violations_expected += expected
+    Checked.figures.extend(figures)
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"contract: {Checked.checked} /v1 responses passed both the sandbox's own validation and "

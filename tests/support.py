@@ -71,7 +71,7 @@ def sandbox_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("layer-sandbox")
-    return [found] if found else [sys.executable, "-m", "sandbox"]
+    return [found] if found else [sys.executable, "-m", "layer_sandbox"]
 
 
 def unused_address() -> tuple[socket.socket, str]:

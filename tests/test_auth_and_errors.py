@@ -127,8 +127,8 @@ def test_a_failure_above_connexions_error_handling_is_still_a_layer_500():
     import asyncio
     import json as jsonlib
 
-    from sandbox.journal import Journal
-    from sandbox.pipeline import Edge
+    from layer_sandbox.journal import Journal
+    from layer_sandbox.pipeline import Edge
 
     async def broken(scope, receive, send):
         raise RuntimeError("a bug with a secret in its message")

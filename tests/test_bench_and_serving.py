@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandbox.cli import _listening_socket
-from sandbox.config import NO_VALIDATION_VARIABLE
-from sandbox.fastschema import _exclusive
+from layer_sandbox.cli import _listening_socket
+from layer_sandbox.config import NO_VALIDATION_VARIABLE
+from layer_sandbox.fastschema import _exclusive
 from support import SandboxProcess, credits_path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The console script, `python -m sandbox`, flags and environment variables."""
+"""The console script, `python -m layer_sandbox`, flags and environment variables."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_it_prints_where_it_listens_and_the_seeded_business_ids(tmp_path):
 
 
 def test_python_dash_m_and_environment_configuration(tmp_path):
-    server = SandboxProcess(tmp_path, command=[sys.executable, "-m", "sandbox"], port_via_env=True,
+    server = SandboxProcess(tmp_path, command=[sys.executable, "-m", "layer_sandbox"], port_via_env=True,
                             env={"LAYER_SANDBOX_TOKEN": "from-env", "LAYER_SANDBOX_HOST": "127.0.0.1"})
     try:
         business = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]

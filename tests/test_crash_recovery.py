@@ -258,11 +258,11 @@ def test_a_stale_log_from_a_crash_between_checkpoint_steps_is_ignored(tmp_path, 
 def test_a_long_log_is_folded_into_a_new_snapshot(tmp_path, monkeypatch):
     """Past COMPACT_AFTER lines the log is folded into the next generation's snapshot between two
     requests; the state read back is the same."""
-    from sandbox import persistence
+    from layer_sandbox import persistence
 
     monkeypatch.setattr(persistence, "COMPACT_AFTER", 5)
-    from sandbox.app import create_app
-    from sandbox.config import Config
+    from layer_sandbox.app import create_app
+    from layer_sandbox.config import Config
 
     state_file = tmp_path / "state.json"
     app = create_app(Config(state_file=state_file))
@@ -287,7 +287,7 @@ def test_a_failed_log_write_leaves_no_half_line(tmp_path, monkeypatch):
     import errno
     import os
 
-    from sandbox import persistence
+    from layer_sandbox import persistence
 
     state = persistence.StateFile(tmp_path / "state.json")
     state.checkpoint({}, {})
@@ -310,7 +310,7 @@ def test_a_failed_log_write_leaves_no_half_line(tmp_path, monkeypatch):
 def test_a_failed_checkpoint_makes_writes_fail_loudly_not_vanish(tmp_path, monkeypatch):
     """The snapshot of the next generation is written but its log is not: a write must not go to
     the old log, which a restart would ignore as older than the snapshot."""
-    from sandbox import persistence
+    from layer_sandbox import persistence
 
     state = persistence.StateFile(tmp_path / "state.json")
     state.checkpoint({}, {})

@@ -10,7 +10,7 @@ import json
 import pytest
 from werkzeug.datastructures import Headers
 
-from sandbox.contract import Contract, ContractRequest, ContractResponse
+from layer_sandbox.contract import Contract, ContractRequest, ContractResponse
 from support import ContractCheck, credits_path, load_spec
 
 MUTATIONS = [

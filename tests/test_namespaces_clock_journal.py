@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sandbox.ratelimit import RateLimiter
+from layer_sandbox.ratelimit import RateLimiter
 from support import AUTH, SandboxProcess, checking_client, credits_path, stable_line
 
 NS = "X-Sandbox-Namespace"

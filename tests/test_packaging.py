@@ -29,12 +29,19 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 
 def test_wheel_carries_openapi_yaml_and_fixtures(wheel):
     names = set(wheel.namelist())
-    assert "sandbox/openapi.yaml" in names
-    assert wheel.read("sandbox/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
-    for fixture in (ROOT / "fixtures").glob("*.yaml"):
-        assert f"sandbox/fixtures/{fixture.name}" in names, fixture.name
-    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "layer-sandbox = sandbox.cli:main" in wheel.read(entry_points).decode()
+    assert "layer_sandbox/openapi.yaml" in names
+    assert wheel.read("layer_sandbox/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
+    for fixture in (ROOT / "fixtures").rglob("*.yaml"):
+        assert f"layer_sandbox/fixtures/{fixture.relative_to(ROOT / 'fixtures')}" in names, fixture.name
+    entry_points = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "layer-sandbox = layer_sandbox.cli:main" in entry_points
+    assert "layer_sandbox = layer_sandbox.pytest_plugin" in entry_points
+
+
+def test_the_wheel_installs_one_import_package_named_ours_alone(wheel):
+    """`sandbox` is a name consumers use for their own code; the wheel holds `layer_sandbox` only."""
+    top_level = {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"layer_sandbox"}
 
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

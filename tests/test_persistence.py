@@ -85,7 +85,7 @@ def test_a_crash_while_saving_leaves_the_old_file_whole(tmp_path, crash_in):
     state.write_bytes(old)
     script = textwrap.dedent(f"""
         import os
-        from sandbox import persistence
+        from layer_sandbox import persistence
         module, name = {crash_in!r}.split(".")
         def crash(*args, **kwargs):
             os._exit(9)
