@@ -13,7 +13,11 @@ Everything runs on 127.0.0.1, one server at a time. It measures:
   the median of several starts;
 - list latency: one connection listing the first page (limit 20) of a business with 1,000 and with
   100,000 credits (a scenario file written for the run);
-- memory: the resident set (VmRSS) with 100,000 credits, and what each further namespace adds.
+- memory: the resident set (VmRSS) with 100,000 credits, and what each further namespace adds;
+- namespaces: what a fresh namespace costs on the server (a copy of the seeded template), and
+  what the pytest plugin adds to a consumer's suite: the same 500 tests (each makes one API call)
+  run with a fresh namespace per test, against one shared namespace, and a no-sandbox baseline
+  whose tests make no call at all.
 
 wrk (Debian) and Prism (`@stoplight/prism-cli` from the npm registry, into bench/.prism) are
 installed when missing. The figures go to stdout, bench/out/results.json, bench/out/results.md and
@@ -261,6 +265,96 @@ def measure_sizes(wrk: str, sizes: list[int], duration: float, namespaces: int, 
     return latency, memory
 
 
+PLUGIN_SUITE = """
+import http.client, os, pytest
+from urllib.parse import urlsplit
+
+N = int(os.environ["BENCH_TESTS"])
+MODE = os.environ["BENCH_MODE"]
+LIST = "/v1/businesses/{business}/invoices/customer-credits?limit=1"
+
+
+def call(base_url):
+    url = urlsplit(base_url + LIST.format(business=os.environ["BENCH_BUSINESS"]))
+    connection = http.client.HTTPConnection(url.hostname, url.port)
+    connection.request("GET", url.path + "?" + url.query, headers={"Authorization": "Bearer bench"})
+    assert connection.getresponse().status == 200
+    connection.close()
+
+
+if MODE == "namespace_per_test":
+    @pytest.mark.parametrize("n", range(N))
+    def test_one(layer_sandbox, n):
+        call(layer_sandbox.base_url)
+elif MODE == "shared_namespace":
+    @pytest.mark.parametrize("n", range(N))
+    def test_one(n):
+        call(os.environ["LAYER_SANDBOX_URL"])
+else:
+    @pytest.mark.parametrize("n", range(N))
+    def test_one(n):
+        pass
+"""
+# Plugins of the benchmark's own environment that a consumer's suite would not load.
+NOT_A_CONSUMERS = ["-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio",
+                   "-p", "no:Faker", "-p", "no:xdist"]
+
+
+def measure_namespaces(tests: int, rounds: int, out: Path) -> dict:
+    """A fresh namespace: its cost on the server, and per test of a pytest suite using the plugin."""
+    import http.client
+
+    results = {}
+    with Server("sandbox") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port)
+
+        def timed(method: str, path: str, body: bytes | None = None) -> float:
+            started = time.perf_counter()
+            connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            assert response.status < 300, (method, path, response.status)
+            return (time.perf_counter() - started) * 1000
+
+        for _ in range(20):  # warm-up: the template is seeded once, by the first of these
+            timed("PUT", "/__sandbox/namespaces/warm", b"{}")
+        health = [timed("GET", "/__sandbox/health") for _ in range(rounds)]
+        made = []
+        for number in range(rounds):
+            made.append(timed("PUT", f"/__sandbox/namespaces/ns-{number}", b"{}"))
+            timed("DELETE", f"/__sandbox/namespaces/ns-{number}")
+        connection.close()
+        results["server"] = {
+            "put_namespace_p50_ms": round(statistics.median(made), 3),
+            "health_p50_ms": round(statistics.median(health), 3),
+            "namespace_copy_ms": round(statistics.median(made) - statistics.median(health), 3),
+            "rounds": rounds,
+        }
+        print(f"  a new namespace (PUT, default scenario): p50 {results['server']['put_namespace_p50_ms']} ms "
+              f"against {results['server']['health_p50_ms']} ms for a health check", flush=True)
+
+        suite = out / "plugin_suite"
+        suite.mkdir(exist_ok=True)
+        (suite / "test_suite.py").write_text(PLUGIN_SUITE)
+        env = {**os.environ, "BENCH_TESTS": str(tests), "LAYER_SANDBOX_URL": server.base,
+               "BENCH_BUSINESS": first_business(server.base)["id"]}
+        seconds = {}
+        for mode in ("baseline", "shared_namespace", "namespace_per_test"):
+            ran = subprocess.run([sys.executable, "-m", "pytest", "-q", *NOT_A_CONSUMERS, "test_suite.py"], cwd=suite,
+                                 env={**env, "BENCH_MODE": mode}, capture_output=True, text=True, timeout=600)
+            found = re.search(rf"{tests} passed in ([\d.]+)s", ran.stdout)
+            if not found:
+                raise RuntimeError(f"the {mode} suite failed:\n{ran.stdout[-2000:]}{ran.stderr[-2000:]}")
+            seconds[mode] = float(found.group(1))
+            print(f"  {tests} tests, {mode.replace('_', ' ')}: {seconds[mode]} s", flush=True)
+    results["suite"] = {
+        "tests": tests, "seconds": seconds,
+        "ms_per_test_namespace": round((seconds["namespace_per_test"] - seconds["shared_namespace"]) / tests * 1000, 3),
+        "ms_per_test_over_baseline": round((seconds["namespace_per_test"] - seconds["baseline"]) / tests * 1000, 3),
+    }
+    return results
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -296,6 +390,15 @@ def markdown(results: dict) -> str:
     if len(sizes) > 1:
         lines += ["", f"p50 at {sizes[-1]} / p50 at {sizes[0]}: {ratio(lat[sizes[-1]]['p50_ms'], lat[sizes[0]]['p50_ms'])}"]
     lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
+    server, suite = results["namespaces"]["server"], results["namespaces"]["suite"]
+    lines += ["", "### A fresh namespace per test", "",
+              f"- PUT /__sandbox/namespaces/NAME (default scenario): p50 {server['put_namespace_p50_ms']} ms, "
+              f"a health check {server['health_p50_ms']} ms: the copy costs about {server['namespace_copy_ms']} ms",
+              f"- {suite['tests']} tests, each one API call: {suite['seconds']['namespace_per_test']} s with a fresh "
+              f"namespace per test (the pytest plugin), {suite['seconds']['shared_namespace']} s on one shared "
+              f"namespace, {suite['seconds']['baseline']} s for the same tests with no sandbox and no call",
+              f"- the plugin's namespace per test: {suite['ms_per_test_namespace']} ms a test; everything over the "
+              f"no-sandbox baseline (the API call included): {suite['ms_per_test_over_baseline']} ms a test"]
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +446,7 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5, help="cold starts per server")
     parser.add_argument("--credits", default="1000,100000", help="business sizes for the list latency")
     parser.add_argument("--namespaces", type=int, default=50, help="namespaces added for the memory figure")
+    parser.add_argument("--plugin-tests", type=int, default=500, help="tests in the pytest plugin's suite")
     parser.add_argument("--skip-prism", action="store_true", help="measure the sandbox only")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 s, one connection, small businesses, no Prism")
@@ -350,7 +454,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.connections, args.starts = 1.0, 0.0, "1", 2
-        args.credits, args.namespaces, args.skip_prism = "100,1000", 2, True
+        args.credits, args.namespaces, args.skip_prism, args.plugin_tests = "100,1000", 2, True, 20
     levels = [int(c) for c in args.connections.split(",")]
     sizes = [int(c) for c in args.credits.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -370,6 +474,8 @@ def main() -> None:
     results["cold_start"] = measure_cold_start([s for s in servers if s != "sandbox-unvalidated"], prism, args.starts)
     print("list latency and memory ...", flush=True)
     results["list_latency"], results["memory"] = measure_sizes(wrk, sizes, args.duration, args.namespaces, args.out)
+    print("namespaces ...", flush=True)
+    results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)

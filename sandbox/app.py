@@ -122,6 +122,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     handlers = CreditHandlers(sandbox)
     operations = handlers.operations
     journal = Journal(config.journal_size)
+    catalog = ResponseCatalog(spec)  # forced answers, and the judge of rules (control routes)
 
     def resolve(operation_id: str):
         try:
@@ -150,7 +151,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             sandbox=sandbox,
             contract=contract,
             auth=BearerAuth(config.tokens),
-            catalog=ResponseCatalog(spec),
+            catalog=catalog,
             rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
             validate=config.validate,
         ),
@@ -172,7 +173,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     app.app.json.sort_keys = False
     app.app.json.compact = True
     _install_flask_error_handlers(app.app)
-    app.app.register_blueprint(control.blueprint(sandbox, journal))
+    app.app.register_blueprint(control.blueprint(sandbox, journal, catalog))
     app.add_error_handler(StarletteHTTPException, _connexion_errors(contract))
     app.add_error_handler(Exception, _connexion_errors(contract))
     # connexion builds its middleware stack, and with it the API's Flask views, on the first

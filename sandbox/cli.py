@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -52,6 +53,27 @@ def _announce(config: Config, port: int, app) -> None:
     sys.stdout.flush()
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _warn_about_scoped_tokens(config: Config, app) -> None:
+    """One warning per `--token T=BUSINESS_ID` whose business the sandbox does not hold: such a
+    token is accepted, yet every request with it answers 404 (as for an unknown business, see
+    contract.BearerAuth), which looks like a sandbox bug unless said at start. Names the business
+    only: tokens are secrets and never reach a log."""
+    from .contract import BearerAuth
+
+    held = {business_id.lower() for business_id in app.sandbox.store.businesses}
+    for business in BearerAuth(config.tokens).scopes.values():  # parsed as requests will be
+        if business is None or business in held:
+            continue
+        why = ("which is not a UUID (every business id is one)" if not _UUID.match(business)
+               else f"which is not one of the {len(held)} seeded businesses")
+        logging.getLogger("layer_sandbox").warning(
+            "a --token is scoped to business %r, %s: requests with that token will answer 404, "
+            "as for an unknown business", business, why)
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", envvar="LAYER_SANDBOX_HOST", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 inside a container). [env LAYER_SANDBOX_HOST]")
@@ -76,6 +98,10 @@ def _announce(config: Config, port: int, app) -> None:
               default=None, help="Load state from this file (and replay its log) at start if it exists; log "
                                  "every write before acknowledging it; snapshot atomically on SIGTERM/SIGINT and "
                                  "POST /__sandbox/save. [env LAYER_SANDBOX_STATE_FILE]")
+@click.option("--load-state", envvar="LAYER_SANDBOX_LOAD_STATE", type=_FILE, default=None,
+              help="Start the default namespace from this export (the answer of GET /__sandbox/state, saved "
+                   "to a file); with --state-file, only when that file holds no state yet. "
+                   "[env LAYER_SANDBOX_LOAD_STATE]")
 @click.option("--cors-origin", "cors_origins", envvar="LAYER_SANDBOX_CORS_ORIGINS", multiple=True,
               help="Origin allowed to call from a browser (repeatable; env: space-separated); default: any "
                    "localhost origin. [env LAYER_SANDBOX_CORS_ORIGINS]")
@@ -148,6 +174,7 @@ def main(ctx: click.Context, **options) -> None:
     gc.enable()
     sock = _listening_socket(config.host, config.port)
     _announce(config, sock.getsockname()[1], app)
+    _warn_about_scoped_tokens(config, app)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the app saves --state-file then), and then
     # raises the signal again against the handlers it found: make those no-ops so that a clean
@@ -158,40 +185,67 @@ def main(ctx: click.Context, **options) -> None:
 
 
 @main.command("check-spec")
-@click.argument("file", type=_FILE)
+# Not `exists=True`: a file that is missing or unreadable gets the same exit status 2 and, with
+# --format json, the same JSON answer as one that holds no spec.
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--spec", "spec_path", type=_FILE, default=SPEC_PATH, show_default=True,
               help="The contract to compare with.")
-def check_spec(file: Path, spec_path: Path) -> None:
-    """How a published Layer spec FILE differs from the sandbox's contract, and which of its own
-    statements contradict each other (exit status 1 when anything is found)."""
-    from .resources import load_spec
-    from .specdiff import SpecFileError, check, report
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json prints one JSON document on stdout for CI: file, spec, "
+                   "contradictions, differences (each finding with kind, where and message) and counts; "
+                   "file, spec and error instead when the exit status is 2.")
+def check_spec(file: Path, spec_path: Path, output_format: str) -> None:
+    """How a published Layer spec FILE (OpenAPI YAML/JSON, or a page with a ```yaml block) differs
+    from the sandbox's contract, and which of its own statements contradict each other.
+
+    Exit status: 0 nothing found; 1 contradictions or differences found; 2 FILE (or --spec) cannot
+    be read or holds no OpenAPI document (the reason on stderr), or a usage error."""
+    import json
+
+    from .specdiff import SpecFileError, check, load_document, report, report_json
 
     try:
-        found, diffs = check(file, load_spec(spec_path))
+        found, diffs = check(file, load_document(spec_path))
     except SpecFileError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(report(file, found, diffs))
+        if output_format == "json":
+            click.echo(json.dumps({"file": str(file), "spec": str(spec_path), "error": str(exc)}, indent=2))
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(report_json(file, spec_path, found, diffs) if output_format == "json" else report(file, found, diffs))
     sys.exit(1 if found or diffs else 0)
 
 
+# The proxy's own port and variables (LAYER_SANDBOX_PROXY_*): a proxy and a sandbox started side
+# by side, or from one environment (a CI job, a compose file), never take each other's settings.
+DEFAULT_PROXY_PORT = 8089
+
+
 @main.command("proxy")
-@click.option("--upstream", required=True, envvar="LAYER_SANDBOX_UPSTREAM",
-              help="Base URL of the real Layer environment, e.g. https://sandbox.layerfi.com. [env LAYER_SANDBOX_UPSTREAM]")
-@click.option("--host", envvar="LAYER_SANDBOX_HOST", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", envvar="LAYER_SANDBOX_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
-              show_default=True, help="Port to listen on.")
-@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every exchange as a JUnit test case (drift = failure) here on exit.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
-              help="Seconds to wait for the upstream.")
-@click.option("--journal-size", type=click.IntRange(0), default=1000, show_default=True,
-              help="How many recent exchanges GET /__sandbox/requests keeps.")
-@click.option("--spec", "spec_path", type=_FILE, default=SPEC_PATH, show_default=True,
-              help="The contract to validate against.")
+# LAYER_SANDBOX_UPSTREAM: the variable's name before the proxy had its own prefix, still read.
+@click.option("--upstream", required=True, envvar=["LAYER_SANDBOX_PROXY_UPSTREAM", "LAYER_SANDBOX_UPSTREAM"],
+              help="Base URL of the real Layer environment, e.g. https://sandbox.layerfi.com. "
+                   "[env LAYER_SANDBOX_PROXY_UPSTREAM]")
+@click.option("--host", envvar="LAYER_SANDBOX_PROXY_HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 inside a container). [env LAYER_SANDBOX_PROXY_HOST]")
+@click.option("--port", envvar="LAYER_SANDBOX_PROXY_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PROXY_PORT,
+              show_default=True, help="Port to listen on; 0 picks a free one. Not the sandbox's 8088, so that "
+                                      "both can run at once. [env LAYER_SANDBOX_PROXY_PORT]")
+@click.option("--junit-xml", envvar="LAYER_SANDBOX_PROXY_JUNIT_XML", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write every exchange as a JUnit test case (drift = failure) here on exit. "
+                                 "[env LAYER_SANDBOX_PROXY_JUNIT_XML]")
+@click.option("--timeout", envvar="LAYER_SANDBOX_PROXY_TIMEOUT", type=click.FloatRange(0.1), default=30.0,
+              show_default=True, help="Seconds to wait for the upstream. [env LAYER_SANDBOX_PROXY_TIMEOUT]")
+@click.option("--journal-size", envvar="LAYER_SANDBOX_PROXY_JOURNAL_SIZE", type=click.IntRange(0), default=1000,
+              show_default=True, help="How many recent exchanges GET /__sandbox/requests keeps. "
+                                      "[env LAYER_SANDBOX_PROXY_JOURNAL_SIZE]")
+@click.option("--spec", "spec_path", envvar="LAYER_SANDBOX_PROXY_SPEC", type=_FILE, default=SPEC_PATH,
+              show_default=True, help="The contract to validate against. [env LAYER_SANDBOX_PROXY_SPEC]")
 def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: float, journal_size: int,
           spec_path: Path) -> None:
-    """Forward every call to a real Layer environment and report where it drifts from the contract."""
+    """Forward every call to a real Layer environment and report where it drifts from the contract.
+
+    Every option can also come from its LAYER_SANDBOX_PROXY_* variable (a flag wins over it), never
+    from the sandbox's (LAYER_SANDBOX_PORT, ...): a proxy and a sandbox can share one environment."""
     import copy
 
     import uvicorn
@@ -206,7 +260,8 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--upstream")
     app = ValidatingProxy(upstream, Contract(copy.deepcopy(load_spec(spec_path))), Journal(journal_size), timeout)
     sock = _listening_socket(host, port)
-    click.echo(f"layer-sandbox proxy listening on http://{host}:{sock.getsockname()[1]} -> {upstream} "
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"layer-sandbox proxy listening on http://{shown_host}:{sock.getsockname()[1]} -> {upstream} "
                f"(drift report: GET /__sandbox/requests{', JUnit: ' + str(junit_xml) if junit_xml else ''})")
     sys.stdout.flush()
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(Config())))

@@ -21,6 +21,20 @@ def _system_now() -> datetime:
 # or being advanced can never push a stamp out of range.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+# The largest shift of a running clock from real time, either way: a clock set anywhere in its
+# range while real time is anywhere in it. A state import checks offsets against this bound, so
+# every offset the clock can take is one the sandbox loads back.
+MAX_OFFSET = LATEST - EARLIEST
+
+
+def _storable(offset: timedelta) -> timedelta:
+    """`offset` as it reads back from the float of seconds that `state()` writes.
+
+    A float carries about 16 digits, so an offset of centuries (up to 2.3e11 s) comes back from a
+    state file up to ~15 microseconds off. Keeping the offset at that value from the start makes a
+    restored clock read exactly what the saved one read (the float round-trip is exact from here).
+    """
+    return timedelta(seconds=offset.total_seconds())
 
 
 class ClockError(ValueError):
@@ -61,7 +75,7 @@ class Clock:
         with self._lock:
             self._check(at)
             self.mode = "system"
-            self.offset = at - self._system()
+            self.offset = _storable(at - self._system())
             self.frozen_at = None
 
     def use_system(self) -> None:
@@ -78,7 +92,7 @@ class Clock:
                     self.frozen_at = self._check(self.frozen_at + step)
                 else:
                     self._check(self._system() + self.offset + step)
-                    self.offset += step
+                    self.offset = _storable(self.offset + step)
             except OverflowError:
                 raise ClockError(f"advancing by {seconds} s leaves the clock's range") from None
 
@@ -98,6 +112,9 @@ class Clock:
             raise ClockError(f"clock state {state!r} cannot be used: {exc}") from None
         if state["mode"] == "frozen" and frozen_at is None:
             raise ClockError("a frozen clock needs frozen_at")
+        if abs(offset) > MAX_OFFSET:
+            raise ClockError(f"offset_seconds {offset.total_seconds()} is beyond the clock's range "
+                             f"(+-{MAX_OFFSET.total_seconds():.0f} s)")
         with self._lock:
             if frozen_at is not None:
                 self._check(frozen_at)

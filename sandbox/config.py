@@ -31,6 +31,9 @@ class Config:
     max_namespaces: int = 100
     journal_size: int = 1000
     state_file: Path | None = None
+    # An export (GET /__sandbox/state) the default namespace starts from, unless --state-file
+    # already holds a state.
+    load_state: Path | None = None
     # Origins allowed by CORS; empty means any localhost origin.
     cors_origins: tuple[str, ...] = ()
     # Requests per second per token; None disables Layer's rate limit.

@@ -14,8 +14,10 @@ import flask
 
 from . import envelope
 from .clock import ClockError
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, from_namespace_error
+from .forced import ResponseCatalog
 from .journal import Journal
+from .pipeline import NOTES
 from .jsontext import foreign_charset, strict_loads
 from .rules import DirectiveError
 from .runtime import (
@@ -112,7 +114,9 @@ def _seed_of(payload: dict) -> int | None:
 
 
 def _scenario(name: str, field: str = "scenario") -> Scenario:
-    """A named scenario of fixtures/scenarios/ (files elsewhere only through --scenario)."""
+    """A named scenario of fixtures/scenarios/ (files elsewhere only through --scenario). One
+    that does not read or check (an unknown key, a wrong value) is the installation's fault: a
+    500 whose description names the key and the file, and nothing is changed."""
     if name not in scenario_names():
         raise ApiError(404, f"No scenario {name!r}; known: {', '.join(scenario_names())}",
                        {"field": field, "resource": "scenario"})
@@ -135,7 +139,8 @@ def _int_arg(name: str, minimum: int = 0) -> int | None:
     return number
 
 
-def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
+def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> flask.Blueprint:
+    """The control routes; `catalog` (what each operation of the contract declares) judges rules."""
     routes = flask.Blueprint("sandbox_control", __name__, url_prefix="/__sandbox")
 
     def saved(view):
@@ -149,19 +154,24 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
             return answer
         return checkpointed
 
+    def from_path() -> bool:
+        """Whether the namespace was named by a `/__ns/NAME/...` URL rather than the header."""
+        notes = flask.request.environ.get("asgi.scope", {}).get("extensions", {}).get(NOTES, {})
+        return bool(notes.get("namespace_from_path"))
+
     def current() -> Namespace:
         try:
             return sandbox.namespace(flask.request.headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
-            raise bad_request(str(exc), location="header", field=NAMESPACE_HEADER) from None
+            raise from_namespace_error(exc, from_path()) from None
 
     def describe(namespace: Namespace) -> dict:
         return {"namespace": namespace.name, "scenario": namespace.scenario.name, "seed": namespace.seed}
 
     @routes.get("/health")
     def health():
-        namespace = sandbox.namespace(None)
-        return envelope.data({"status": "ok", **describe(namespace)})
+        """Ready, and what the asked namespace holds (or would be made with): asking never makes it."""
+        return envelope.data({"status": "ok", **sandbox.describe(journal_namespace())})
 
     @routes.get("/businesses")
     def businesses():
@@ -186,7 +196,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     def scenarios():
         listed = []
         for name in scenario_names():
-            scenario = Scenario.load(name)
+            scenario = _scenario(name, field="name")
             listed.append({"name": name, "description": scenario.description,
                            "businesses": len(scenario.businesses),
                            "credits_per_business": [b["credits"] for b in scenario.businesses]})
@@ -281,7 +291,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     @routes.post("/rules")
     def add_rule():
         try:
-            rule = current().rules.add(_json_object())
+            rule = current().rules.add(_json_object(), scope=catalog.rule_scope)
         except DirectiveError as exc:
             raise bad_request(str(exc), location="body", field=exc.field) from None
         return envelope.data(rule.to_dict()), 201
@@ -305,7 +315,7 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
         try:
             check_namespace_name(name)
         except NamespaceError as exc:
-            raise bad_request(str(exc), location="header", field=NAMESPACE_HEADER) from None
+            raise from_namespace_error(exc, from_path()) from None
         return name
 
     @routes.get("/requests")
@@ -313,8 +323,9 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
         args = flask.request.args
         namespace = journal_namespace() if args.get("namespace") is None else args["namespace"]
         contract = args.get("contract")
-        if contract not in (None, "pass", "fail", "skipped"):
-            raise bad_request("contract is pass, fail or skipped", location="query", field="contract")
+        if contract not in (None, "pass", "fail", "skipped", "violation"):
+            raise bad_request("contract is pass, fail, skipped or violation (fail, or a route the contract "
+                              "does not have)", location="query", field="contract")
         entries = journal.query(
             namespace=None if namespace == "*" else namespace,
             method=args.get("method"), path=args.get("path"), status=_int_arg("status"),
@@ -335,9 +346,32 @@ def blueprint(sandbox: Sandbox, journal: Journal) -> flask.Blueprint:
     def namespaces():
         return envelope.data([describe(ns) for ns in list(sandbox.namespaces.values())])
 
+    @routes.put("/namespaces/<name>")
+    def put_namespace(name: str):
+        """A fresh namespace of this seed and scenario (the start-up ones by default): made now,
+        201, or an existing one reset to them, 200. Cheap: a clone of the seeded template."""
+        payload = _json_object(("seed", "scenario"))
+        scenario = None
+        if "scenario" in payload:
+            if not isinstance(payload["scenario"], str):
+                raise bad_request("scenario must be a scenario name", location="body", field="scenario")
+            scenario = _scenario(payload["scenario"])
+        try:
+            namespace, created = sandbox.create(name, _seed_of(payload), scenario, replace=True)
+        except NamespaceError as exc:
+            raise from_namespace_error(exc, from_path=False) from None
+        if not created and sandbox.state_file is not None:
+            sandbox.checkpoint()
+        return envelope.data({"status": "created" if created else "reset", **describe(namespace)}), (
+            201 if created else 200)
+
     @routes.delete("/namespaces/<name>")
     def drop_namespace(name: str):
-        if not sandbox.drop(name):
+        try:
+            dropped = sandbox.drop(name)
+        except NamespaceError as exc:
+            raise from_namespace_error(exc, from_path=False) from None
+        if not dropped:
             raise ApiError(404, f"No namespace {name!r}", {"field": "name", "resource": "namespace"})
         journal.clear(name)
         return envelope.data({"deleted": name})

@@ -1,7 +1,8 @@
 """The one error helper: every error the sandbox sends is Layer's `{"errors": [...]}` body.
 
 `ApiError` carries a status and one Layer error item (`type`, `description`, `error_enum`,
-optional `meta`). Store errors, request-contract failures, auth failures, connexion's and
+optional `meta`); a 5xx item has no `error_enum`, as Layer sends it on 4xx errors only (openapi.yaml
+holds both sides to it). Store errors, request-contract failures, auth failures, connexion's and
 Flask's own HTTP errors and unexpected exceptions are all turned into one here, so that no
 RFC 7807 `problem+json` body or stack trace ever reaches a client.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
+from .runtime import NAMESPACE_HEADER, DefaultNamespace, NamespaceError, NamespaceLimit
 from .store import InvalidInput, NotFound, RuleViolation, StoreError
 
 log = logging.getLogger("layer_sandbox.errors")
@@ -18,7 +20,8 @@ log = logging.getLogger("layer_sandbox.errors")
 JSON = "application/json"
 
 # status -> (type, error_enum). `SpecifiedBadRequest` and `SpecifiedIdNotFound` are the values
-# Layer's SDK knows; the others are the sandbox's own (see README, "Errors").
+# Layer's SDK knows; the others are the sandbox's own (see README, "Errors"). 5xx have a type
+# only: Layer sends no error_enum on them.
 KINDS = {
     400: ("InvalidRequest", "SpecifiedBadRequest"),
     401: ("Unauthorized", "Unauthorized"),
@@ -29,14 +32,16 @@ KINDS = {
     415: ("UnsupportedMediaType", "UnsupportedMediaType"),
     422: ("UnprocessableEntity", "SpecifiedBadRequest"),
     431: ("RequestHeaderFieldsTooLarge", "RequestHeaderFieldsTooLarge"),
-    500: ("InternalError", "SandboxInternalError"),
-    503: ("ServiceUnavailable", "ServiceUnavailable"),
+    500: ("InternalError", None),
+    503: ("ServiceUnavailable", None),
 }
+# Seconds a 503 asks the client to wait (`Retry-After`): a restarted sandbox is back within one.
+SHUTDOWN_RETRY_AFTER = "1"
 
 
 class ApiError(Exception):
     def __init__(self, status: int, description: str, meta: dict | None = None,
-                 headers: dict[str, str] | None = None, kind: tuple[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, kind: tuple[str, str | None] | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
@@ -46,7 +51,9 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         error_type, error_enum = self.kind
-        item = {"type": error_type, "description": self.description, "error_enum": error_enum}
+        item = {"type": error_type, "description": self.description}
+        if self.status < 500:  # Layer's error_enum is a 4xx thing; a server error has none
+            item["error_enum"] = error_enum
         if self.meta:
             item["meta"] = self.meta
         return {"errors": [item]}
@@ -64,8 +71,14 @@ def unauthorized(description: str) -> ApiError:
 
 
 def contract_violation(description: str, violations: list[str]) -> ApiError:
-    return ApiError(500, description, {"violations": violations},
-                    kind=("SandboxContractViolation", "SandboxContractViolation"))
+    return ApiError(500, description, {"violations": violations}, kind=("SandboxContractViolation", None))
+
+
+def shutting_down() -> ApiError:
+    """A request still arriving when a shutdown's grace ran out: nothing was done, and the
+    connection closes; `Retry-After` says when the restarted sandbox may take it again."""
+    return ApiError(503, "The sandbox is shutting down; this request was not processed, retry it",
+                    headers={"Connection": "close", "Retry-After": SHUTDOWN_RETRY_AFTER})
 
 
 def internal_error(exc: BaseException) -> ApiError:
@@ -85,6 +98,19 @@ def from_store_error(exc: StoreError) -> ApiError:
     if isinstance(exc, InvalidInput):
         return ApiError(400, exc.message, meta or None)
     return ApiError(400, exc.message, meta or None)
+
+
+def from_namespace_error(exc: NamespaceError, from_path: bool) -> ApiError:
+    """A namespace the sandbox cannot give: a bad name is the client's (400), naming where the
+    name came from (`/__ns/NAME` in the path, or the header); the namespace limit is the
+    sandbox's own (503, until one is deleted); the default namespace is never deleted (409)."""
+    where = {"location": "path", "field": "/__ns/{namespace}"} if from_path else {
+        "location": "header", "field": NAMESPACE_HEADER}
+    if isinstance(exc, NamespaceLimit):
+        return ApiError(503, f"No new namespace: {exc}", {"reason": "namespace_limit"})
+    if isinstance(exc, DefaultNamespace):
+        return ApiError(409, str(exc), {"field": "name"}, kind=("Conflict", "DefaultNamespace"))
+    return ApiError(400, str(exc), where)
 
 
 def from_http_status(status: int, detail: str | None = None) -> ApiError:

@@ -1,8 +1,13 @@
 """The request journal: the most recent requests, bounded in memory, filterable, clearable.
 
-Entries say what was asked (method, path, query, namespace), what was answered (status,
-duration) and what the contract made of it (request and response validation, the first
+Entries say what was asked (method, path, query, namespace, body), what was answered (status,
+duration, body) and what the contract made of it (request and response validation, the first
 violation, any forced response). The `Authorization` header and token are never recorded.
+
+Bodies are kept as the bytes that crossed the wire, so that a test can check what its code sent
+(`assert_requests(..., json={...})`); they are bounded twice: each to `BODY_LIMIT` bytes (the rest
+cut, and the entry says so), and all of them together to `body_budget` bytes, past which the
+oldest entries lose their bodies first (they keep everything else).
 """
 
 from __future__ import annotations
@@ -12,28 +17,71 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
+import orjson
+
 from .timestamps import format_timestamp
+
+BODY_LIMIT = 64 * 1024
+BODY_BUDGET = 32 * 1024 * 1024
+BODIES = ("request_body", "response_body")
 
 
 class Journal:
-    def __init__(self, size: int) -> None:
-        self._entries: deque[dict] = deque(maxlen=size)
+    def __init__(self, size: int, body_budget: int = BODY_BUDGET) -> None:
+        self._entries: deque[dict] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.size = size
+        self.body_budget = body_budget
+        self._body_bytes = 0
 
-    def record(self, entry: dict) -> None:
+    def record(self, entry: dict, request_body: bytes | None = None) -> None:
+        """Add an entry (and the request's body). The response body follows with `add_body`."""
         if self.size == 0:
             return
         with self._lock:
             entry["id"] = next(self._ids)
             entry["at"] = format_timestamp(datetime.now(UTC))
+            entry["request_body"] = entry["response_body"] = None
+            if len(self._entries) == self.size:
+                self._forget_bodies(self._entries.popleft())
             self._entries.append(entry)
+            self._keep(entry, "request_body", request_body)
+
+    def add_body(self, entry: dict, chunk: bytes) -> None:
+        """Part of an entry's response body, as it is sent."""
+        if self.size == 0 or not chunk:
+            return
+        with self._lock:
+            if entry.get("bodies_dropped"):
+                return
+            self._keep(entry, "response_body", (entry["response_body"] or b"") + chunk)
+
+    def _keep(self, entry: dict, name: str, body: bytes | None) -> None:
+        if not body:
+            return
+        if len(body) > BODY_LIMIT:
+            body, entry["bodies_truncated"] = body[:BODY_LIMIT], True
+        self._body_bytes += len(body) - len(entry[name] or b"")
+        entry[name] = body
+        for oldest in self._entries:
+            if self._body_bytes <= self.body_budget:
+                break
+            if oldest is not entry:
+                self._forget_bodies(oldest)
+                oldest["bodies_dropped"] = True
+
+    def _forget_bodies(self, entry: dict) -> None:
+        for name in BODIES:
+            self._body_bytes -= len(entry.get(name) or b"")
+            entry[name] = None
 
     def query(self, namespace: str | None = None, method: str | None = None, path: str | None = None,
               status: int | None = None, operation_id: str | None = None, contract: str | None = None,
               after: int | None = None, limit: int | None = None) -> list[dict]:
-        """Matching entries, oldest first; `contract=fail` keeps those with any failed validation."""
+        """Matching entries, oldest first, bodies decoded; `contract=fail` keeps those with any
+        failed validation, `contract=violation` those and the calls to routes the contract does
+        not have."""
         with self._lock:
             entries = list(self._entries)
         selected = [
@@ -43,22 +91,41 @@ class Journal:
             and (path is None or path in e["path"])
             and (status is None or e["status"] == status)
             and (operation_id is None or e.get("operation_id") == operation_id)
-            and (contract is None or _outcome(e) == contract)
+            and (contract is None or contract in _outcomes(e))
             and (after is None or e["id"] > after)
         ]
-        return selected[-limit:] if limit else selected
+        return [_readable(e) for e in (selected[-limit:] if limit else selected)]
 
     def clear(self, namespace: str | None = None) -> int:
         with self._lock:
             before = len(self._entries)
             kept = [] if namespace is None else [e for e in self._entries if e["namespace"] != namespace]
+            for entry in self._entries:
+                if namespace is None or entry["namespace"] == namespace:
+                    self._forget_bodies(entry)
             self._entries.clear()
             self._entries.extend(kept)
             return before - len(kept)
 
 
-def _outcome(entry: dict) -> str:
+def _outcomes(entry: dict) -> tuple[str, ...]:
+    """The `contract` filter values an entry answers to."""
     checks = (entry.get("request_validation"), entry.get("response_validation"))
     if "fail" in checks:
-        return "fail"
-    return "pass" if "pass" in checks else "skipped"
+        return ("fail", "violation")
+    outcome = "pass" if "pass" in checks else "skipped"
+    return (outcome, "violation") if entry.get("operation_id") is None else (outcome,)
+
+
+def _readable(entry: dict) -> dict:
+    """An entry as GET /__sandbox/requests shows it: a JSON body as JSON, another as text."""
+    return {**entry, **{name: _decode(entry.get(name)) for name in BODIES}}
+
+
+def _decode(body: bytes | None):
+    if body is None:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")

@@ -92,6 +92,11 @@ class Customer:
             "transaction_tags": [tag.to_api() for tag in self.transaction_tags],
         }
 
+    def clone(self) -> Customer:
+        return Customer(self.id, self.external_id, self.individual_name, self.company_name, self.email,
+                        self.mobile_phone, self.office_phone, self.address_string, self.memo, self.status,
+                        self.transaction_tags)
+
 
 @dataclass(slots=True)
 class Invoice:
@@ -108,6 +113,10 @@ class Invoice:
     @property
     def outstanding_balance(self) -> int:
         return self.total_amount - self.credited_amount
+
+    def clone(self) -> Invoice:
+        return Invoice(self.id, self.customer_id, self.invoice_number, self.sent_at, self.total_amount,
+                       self.credited_amount)
 
 
 @dataclass(slots=True)
@@ -170,6 +179,15 @@ class CustomerCredit:
     def total_amount(self) -> int:
         return sum(line.amount for line in self.line_items)
 
+    def clone(self, customer: Customer) -> CustomerCredit:
+        """A copy for another store. Line items, allocations and tags are shared: the store never
+        changes them once a credit holds them (a write assigns new sequences), only the credit's
+        own fields, which the copy has to itself."""
+        return CustomerCredit(self.id, self.business_id, customer, self.line_items, self.created_at,
+                              self.updated_at, self.external_id, self.sent_at, self.allocations,
+                              self.deleted_at, self.transaction_tags, self.memo, self.metadata,
+                              self.reference_number)
+
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
@@ -205,6 +223,20 @@ class Business:
     # key -> dimension id, (key, value) -> definition id: Layer's tag dimensions and values.
     tag_dimensions: dict[str, str] = field(default_factory=dict)
     tag_definitions: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def clone(self) -> Business:
+        """A copy that shares nothing a write can change with this one: a new namespace of an
+        already-seeded scenario is a clone of its template, not a second run of Faker. Ledger
+        accounts are shared (nothing changes them); customers are copied, and the copied credits
+        point at the copies."""
+        customers = {cid: customer.clone() for cid, customer in self.customers.items()}
+        return Business(
+            self.id, self.name, customers,
+            {iid: invoice.clone() for iid, invoice in self.invoices.items()},
+            dict(self.ledger_accounts),
+            {cid: credit.clone(customers[credit.customer.id]) for cid, credit in self.credits.items()},
+            dict(self.tag_dimensions), dict(self.tag_definitions),
+        )
 
     def account_by_stable_name(self, stable_name: str) -> LedgerAccount | None:
         for account in self.ledger_accounts.values():

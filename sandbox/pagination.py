@@ -82,6 +82,9 @@ class SortedIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def clone(self, key: Callable[[str], Key]) -> SortedIndex:
+        return SortedIndex(key, list(self._ids))
+
     def add(self, credit_id: str) -> None:
         bisect.insort(self._ids, credit_id, key=self._key)
 
@@ -127,6 +130,16 @@ class CreditIndexes:
             by_customer.setdefault(credit.customer.id, []).append(credit)
         self._by_customer = {customer_id: {field: self._sorted(field, group) for field in SORT_FIELDS}
                              for customer_id, group in by_customer.items()}
+
+    def clone(self, credits: dict[str, CustomerCredit]) -> CreditIndexes:
+        """The same orders over another business's copy of these credits (see Store.clone)."""
+        copy = CreditIndexes.__new__(CreditIndexes)
+        copy._credits = credits
+        copy._keys = {field: copy._key_of(field) for field in SORT_FIELDS}
+        copy._all = {field: index.clone(copy._keys[field]) for field, index in self._all.items()}
+        copy._by_customer = {customer_id: {field: index.clone(copy._keys[field]) for field, index in indexes.items()}
+                             for customer_id, indexes in self._by_customer.items()}
+        return copy
 
     def _key_of(self, field: str) -> Callable[[str], Key]:
         credits = self._credits

@@ -29,6 +29,7 @@ import threading
 import zlib
 from pathlib import Path
 
+from .snapshot import FORMAT as EXPORT_FORMAT
 from .store import IdSource
 
 FORMAT = "layer-sandbox/state-file-v1"
@@ -133,6 +134,11 @@ class StateFile:
         except (OSError, ValueError) as exc:
             raise StateFileError(f"state file {self.path} is not readable JSON ({exc}); "
                                  "move it away or point --state-file elsewhere") from None
+        if isinstance(document, dict) and (document.get("format") == EXPORT_FORMAT or (
+                isinstance(document.get("data"), dict) and document["data"].get("format") == EXPORT_FORMAT)):
+            raise StateFileError(f"state file {self.path} is an export of one namespace (GET /__sandbox/state), "
+                                 "not a state file: start from it with --load-state, and point --state-file "
+                                 "at a new path")
         if (not isinstance(document, dict) or document.get("format") != FORMAT
                 or not isinstance(document.get("namespaces"), dict)):
             raise StateFileError(f"state file {self.path} is not a layer-sandbox state file (format {FORMAT})")
@@ -241,8 +247,11 @@ def namespace_record(namespace: str, export: dict, drawn: int) -> dict:
 
 
 def _credit_tags(credit: dict) -> list[dict]:
-    return list(credit.get("transaction_tags") or []) + [
-        tag for line in credit.get("line_items") or [] for tag in line.get("transaction_tags") or []]
+    """A credit's tags in the order a write makes their dimensions and definitions (the store
+    tags the line items, in order, before the credit), so that the replayed business lists them
+    in the order the live one did and a restart after SIGKILL exports the same bytes."""
+    return [tag for line in credit.get("line_items") or [] for tag in line.get("transaction_tags") or []] + list(
+        credit.get("transaction_tags") or [])
 
 
 def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, int], where: Path) -> None:

@@ -9,7 +9,8 @@
 4. spends one request of the token's rate limit, when `--rate-limit` is on (429);
 5. validates the request against the contract with openapi-core (400 / 415 naming the field),
    unless the benchmark-only switch turned validation off;
-6. follows a forced response (`Prefer` header, else the namespace's rules), or
+6. follows a forced response (`Prefer` header, else the first of the namespace's rules that
+   its operation can follow), answered as a real one of its status is (`_forced`), or
 7. runs the handler (through connexion's Flask app, on this same thread: `sandbox.inline_wsgi`)
    and buffers its response;
 8. validates that response with openapi-core, whichever step produced it; one that breaks the
@@ -38,11 +39,21 @@ import time
 from werkzeug.datastructures import Headers
 
 from .contract import BearerAuth, Contract, ContractRequest, ContractResponse
-from .errors import JSON, ApiError, bad_request, contract_violation, internal_error, unauthorized
+from .errors import (
+    JSON,
+    SHUTDOWN_RETRY_AFTER,
+    ApiError,
+    bad_request,
+    contract_violation,
+    from_namespace_error,
+    internal_error,
+    shutting_down,
+    unauthorized,
+)
 from .forced import ResponseCatalog
 from .inline_wsgi import read_body
 from .journal import Journal
-from .ratelimit import RateLimiter
+from .ratelimit import LAYER_SANDBOX_LIMIT, RateLimiter
 from .rules import Directive, DirectiveError, parse_prefer
 from .runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
 
@@ -76,6 +87,8 @@ class Pipeline:
         self.auth = auth
         self.catalog = catalog
         self.rate_limiter = rate_limiter
+        # What a forced 429 reports: the --rate-limit, else Layer's sandbox limit (never spent).
+        self.limits = rate_limiter or RateLimiter(LAYER_SANDBOX_LIMIT)
         self.validate = validate  # False only for the benchmark's validation-off run
 
     async def __call__(self, scope, receive, send) -> None:
@@ -97,41 +110,42 @@ class Pipeline:
         extra_headers: dict[str, str] = {}
         directive = Directive()
 
-        error = None
-        namespace = None
+        # The namespace, the token and the contract are each judged on their own, so that the
+        # journal says whether the request itself kept the contract even when the sandbox cannot
+        # give it a namespace; the namespace's problem is the one answered.
+        namespace = namespace_error = None
         try:
             if len(headers.getlist(NAMESPACE_HEADER)) > 1:
                 raise NamespaceError(f"{NAMESPACE_HEADER} is given more than once")
             namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
-            error = bad_request(str(exc), location="header", field=NAMESPACE_HEADER)
-        error = error or self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+            namespace_error = from_namespace_error(exc, notes.get("namespace_from_path", False))
+        error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
         if not self.validate:
             notes["request_validation"] = "skipped"
         else:
             error = error or self.contract.request_error(request, operation_id)
             notes["request_validation"] = "fail" if error else "pass"
             notes["validated"] = request.validated  # what the handler is called with (sandbox.operations)
+        error = namespace_error or error
         if error is None and self.rate_limiter is not None:
             allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
             if not allowed:
-                error = ApiError(429, f"Rate limit of {self.rate_limiter.limit} requests per second exceeded; "
-                                      f"retry after {extra_headers['Retry-After']} s",
-                                 kind=("RateLimited", "RateLimited"))
+                error = self.rate_limiter.refusal(extra_headers)
 
         response = None
         if error is None:
             try:
-                directive = self._directive(headers, namespace, scope)
-                forced = self.catalog.forced(operation_id, directive)
+                directive, source = self._directive(headers, namespace, scope, operation_id)
+                forced = self.catalog.forced(operation_id, directive, source)
             except DirectiveError as exc:
                 error = bad_request(str(exc), location="header", field="Prefer")
             except ApiError as exc:
                 error = exc
             else:
                 if forced is not None:
-                    status, forced_body = forced
-                    response = ContractResponse(status, Headers({"content-type": JSON}), forced_body)
+                    response, forced_headers = self._forced(*forced)
+                    extra_headers.update(forced_headers)
         if error is not None:
             response = _error_response(error)
         elif response is None:
@@ -175,18 +189,31 @@ class Pipeline:
         await self._send(scope, send, response, directive.fault, notes)
         self.sandbox.compact_if_due()
 
-    def _directive(self, headers: Headers, namespace, scope) -> Directive:
-        """The request's own `Prefer`, else the first matching rule of its namespace."""
+    def _directive(self, headers: Headers, namespace, scope, operation_id: str) -> tuple[Directive, str]:
+        """The request's own `Prefer`, else the first rule of its namespace that matches it and
+        that its operation can follow; with where it came from (`Prefer` or the rule's id)."""
         notes = scope["extensions"][NOTES]
         directive = parse_prefer(headers.get("prefer"))
         if not directive.empty:
             notes["forced"] = f"Prefer: {directive.describe()}"
-            return directive
-        rule = namespace.rules.match(scope["method"], scope["path"])
+            return directive, "Prefer"
+        rule = namespace.rules.match(scope["method"], scope["path"], operation_id)
         if rule is None:
-            return directive
+            return directive, "Prefer"
         notes["forced"] = f"{rule.id}: {rule.directive.describe()}"
-        return rule.directive
+        return rule.directive, rule.id
+
+    def _forced(self, status: int, body: bytes) -> tuple[ContractResponse, dict[str, str]]:
+        """A forced answer as a real one of its status is sent, and the headers that must win over
+        the rate limiter's: a 429 is the limiter's own refusal (its limit, an empty bucket, the
+        next refill, `Retry-After`), a 503 says when to retry as the shutdown's 503 does."""
+        if status == 429:
+            refusal = self.limits.exhausted()
+            return _error_response(refusal), refusal.headers
+        headers = {"content-type": JSON}
+        if status == 503:
+            headers["Retry-After"] = SHUTDOWN_RETRY_AFTER
+        return ContractResponse(status, Headers(headers), body), {}
 
     async def _send(self, scope, send, response: ContractResponse, fault: str | None, notes: dict,
                     unchecked: bool = False) -> None:
@@ -277,7 +304,8 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if scope["path"].startswith(NAMESPACE_PREFIX):
+        from_path = scope["path"].startswith(NAMESPACE_PREFIX)
+        if from_path:
             scope = _namespace_from_path(scope)
         if _UNROUTABLE.search(scope["path"]) or _DOT_SEGMENT.search(scope["path"]):
             # No route has any of these. Starlette and werkzeug disagree on whether `[^/]+` takes
@@ -288,14 +316,18 @@ class Edge:
             await self._refuse(scope, send, started)
             return
         notes = scope.setdefault("extensions", {}).setdefault(NOTES, {})
+        if from_path:
+            notes["namespace_from_path"] = True
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None:
             notes["close"] = transport.abort
         journaled = scope["method"] == "OPTIONS" or scope["path"].startswith(UNCHECKED_PATHS)
         responded = False
+        body = None
+        entry = None
 
         async def mark(message) -> None:
-            nonlocal journaled, responded
+            nonlocal journaled, responded, entry
             if message["type"] == "http.response.start":
                 responded = True
                 headers = list(message.get("headers", []))
@@ -303,9 +335,11 @@ class Edge:
                     message = {**message, "headers": headers + [self.UNCHECKED]}
                 if not journaled:
                     # Journal before any byte leaves: a client that reads the journal right after
-                    # its response must find the entry there.
+                    # its response must find the entry there (its body follows as it is sent).
                     journaled = True
-                    self._record(scope, notes, message["status"], started)
+                    entry = self._record(scope, notes, message["status"], started, body)
+            elif message["type"] == "http.response.body" and entry is not None:
+                self.journal.add_body(entry, message.get("body", b""))
             await send(message)
 
         try:
@@ -332,14 +366,12 @@ class Edge:
                 if "close" in notes:
                     notes["close"]()
                 return
-            error = internal_error(exc) if not isinstance(exc, asyncio.CancelledError) else ApiError(
-                503, "The sandbox is shutting down; this request was not processed, retry it",
-                headers={"Connection": "close", "Retry-After": "1"})
+            error = internal_error(exc) if not isinstance(exc, asyncio.CancelledError) else shutting_down()
             await self._refuse(scope, send, started, error)
             journaled = True
         finally:
             if not journaled:  # no response was started: a dropped connection, or a failure
-                self._record(scope, notes, None, started)
+                self._record(scope, notes, None, started, body)
 
     def _needs_admin(self, scope) -> bool:
         """Whether this is a control route (health aside: container health checks use it) and the
@@ -386,9 +418,9 @@ class Edge:
         await send({"type": "http.response.body", "body": body})
         self._record(scope, {"error": error.description}, error.status, started)
 
-    def _record(self, scope, notes: dict, status: int | None, started: float) -> None:
+    def _record(self, scope, notes: dict, status: int | None, started: float, body: bytes | None = None) -> dict:
         headers = _headers(scope["headers"])
-        self.journal.record({
+        entry = {
             "method": scope["method"],
             "path": scope["path"],
             "query": scope.get("query_string", b"").decode("latin-1"),
@@ -402,4 +434,6 @@ class Edge:
             "field": notes.get("field"),
             "forced": notes.get("forced"),
             "fault": notes.get("fault"),
-        })
+        }
+        self.journal.record(entry, body)
+        return entry

@@ -89,7 +89,7 @@ class ValidatingProxy:
             response = await self._forward(scope, headers, body)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = ApiError(502, f"The upstream {self.upstream} did not answer: {type(exc).__name__}: {exc}",
-                             kind=("BadGateway", "UpstreamUnavailable"))
+                             kind=("BadGateway", None))  # a 5xx: no error_enum
             response = ContractResponse(502, Headers({"content-type": JSON}), error.encode())
             response_problems = [f"no response from the upstream ({type(exc).__name__})"]
         else:

@@ -5,29 +5,57 @@
         client.delete_credit(business_id, credit_id)
         layer_sandbox.assert_requests("DELETE", f"*/customer-credits/{credit_id}", count=1)
 
-One sandbox runs in the background of the test session, on a free loopback port; every test
-that uses `layer_sandbox` gets its own freshly seeded namespace behind its own base URL. Seed
-and scenario come from `@pytest.mark.layer_sandbox(seed=7, scenario="paging")` or from
+The sandbox runs in its own process, never in the test process: the plugin starts the
+`layer-sandbox` console script for the session (a port the kernel picks; its log goes to a file),
+or uses one already running (`--layer-sandbox-url`, or `LAYER_SANDBOX_URL`: a CI service
+container). Every test that uses `layer_sandbox` gets its own namespace behind its own base URL,
+made on its first request as a copy of the seeded scenario and deleted after the test. Seed and
+scenario come from `@pytest.mark.layer_sandbox(seed=7, scenario="paging")` or from
 `--layer-sandbox-seed` / `--layer-sandbox-scenario`. A test whose code sent a request that breaks
 Layer's contract fails with a report naming the operation, the field and the problem, unless it
 is marked `@pytest.mark.layer_sandbox(allow_violations=True)`.
+
+This module and `layer_sandbox.testing` import only the standard library and pytest, so that
+loading the plugin changes nothing in the host: no warnings, no threads, no server packages.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import secrets
+import shlex
 
 import pytest
 
 _counter = itertools.count(1)
+# Namespaces of this session: unique even against a sandbox that other runs (or xdist workers) share.
+_SESSION = secrets.token_hex(3)
 
 
 def pytest_addoption(parser) -> None:
-    group = parser.getgroup("layer-sandbox")
-    group.addoption("--layer-sandbox-seed", type=int, default=None, help="seed of the sandbox's data (default 1)")
-    group.addoption("--layer-sandbox-scenario", default=None, help="scenario to seed (default: default)")
-    group.addoption("--layer-sandbox-token", default=None, help="accept only this bearer token")
+    group = parser.getgroup("layer-sandbox", "Layer's customer-credits sandbox (layer_sandbox fixture)")
+    group.addoption("--layer-sandbox-url", default=os.environ.get("LAYER_SANDBOX_URL"),
+                    help="use the sandbox already running at this URL instead of starting one "
+                         "[env LAYER_SANDBOX_URL]")
+    group.addoption("--layer-sandbox-admin-token", default=os.environ.get("LAYER_SANDBOX_ADMIN_TOKEN"),
+                    help="bearer token for the control routes of a sandbox started with --admin-token "
+                         "[env LAYER_SANDBOX_ADMIN_TOKEN]")
+    group.addoption("--layer-sandbox-seed", type=int, default=None,
+                    help="seed of every test's data (default: the sandbox's own, 1 for one the plugin starts)")
+    group.addoption("--layer-sandbox-scenario", default=None,
+                    help="scenario of every test's data (default: the sandbox's own, `default` for one the "
+                         "plugin starts)")
+    group.addoption("--layer-sandbox-token", default=None,
+                    help="the sandbox the plugin starts accepts only this bearer token (its --token); the code "
+                         "under test must send it. A sandbox given by URL keeps its own --token settings")
+    group.addoption("--layer-sandbox-command", default=os.environ.get("LAYER_SANDBOX_COMMAND"),
+                    help="how to start the sandbox (default: the layer-sandbox script beside this Python, or on "
+                         "PATH), e.g. 'pipx run layer-sandbox' [env LAYER_SANDBOX_COMMAND]")
+    group.addoption("--layer-sandbox-args", default=os.environ.get("LAYER_SANDBOX_ARGS", ""),
+                    help="more flags for the sandbox the plugin starts, e.g. '--rate-limit 100' "
+                         "[env LAYER_SANDBOX_ARGS]")
 
 
 def pytest_configure(config) -> None:
@@ -40,48 +68,95 @@ def pytest_configure(config) -> None:
 
 @pytest.fixture(scope="session")
 def layer_sandbox_server(request):
-    """The session's background sandbox (`.url`, `.handle(namespace)`, `.app`)."""
-    from .testing import BackgroundSandbox
+    """The session's sandbox: started for it, or the running one `--layer-sandbox-url` names."""
+    from .testing import RunningSandbox, SandboxProcess, SandboxUnavailable
 
     options = request.config.option
-    server = BackgroundSandbox(
-        seed=options.layer_sandbox_seed if options.layer_sandbox_seed is not None else 1,
-        scenario=options.layer_sandbox_scenario or "default",
-        tokens=(options.layer_sandbox_token,) if options.layer_sandbox_token else (),
-        # Every test's namespace is dropped after it, with its journal entries; these bounds only
-        # have to hold what the tests running at one time make.
-        max_namespaces=1_000,
-        journal_size=100_000,
-    ).start()
+    try:
+        if options.layer_sandbox_url:
+            server = RunningSandbox(options.layer_sandbox_url, options.layer_sandbox_admin_token)
+        else:
+            args = ["--max-namespaces", "100000", "--journal-size", "10000"]
+            if options.layer_sandbox_seed is not None:
+                args += ["--seed", str(options.layer_sandbox_seed)]
+            if options.layer_sandbox_scenario:
+                args += ["--scenario", options.layer_sandbox_scenario]
+            if options.layer_sandbox_token:
+                args += ["--token", options.layer_sandbox_token]
+            if options.layer_sandbox_admin_token:
+                args += ["--admin-token", options.layer_sandbox_admin_token]
+            server = SandboxProcess(args + shlex.split(options.layer_sandbox_args or ""),
+                                    command=options.layer_sandbox_command,
+                                    admin_token=options.layer_sandbox_admin_token)
+    except SandboxUnavailable as exc:
+        pytest.fail(f"layer-sandbox: {exc}", pytrace=False)
     yield server
     server.stop()
 
 
 @pytest.fixture
 def layer_sandbox(request, layer_sandbox_server):
-    """This test's sandbox namespace: `.base_url`, `.control`, `.assert_requests(...)`, ..."""
+    """This test's sandbox namespace: `.base_url`, `.assert_requests(...)`, `.businesses()`, ..."""
     marker = request.node.get_closest_marker("layer_sandbox")
     settings = dict(marker.kwargs) if marker else {}
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:40].strip("-.") or "test"
-    handle = layer_sandbox_server.handle(
-        f"t{next(_counter)}-{slug}", seed=settings.get("seed"), scenario=settings.get("scenario"))
+    options = request.config.option
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-.") or "test"
+    handle = layer_sandbox_server.handle(f"t{_SESSION}-{next(_counter)}-{slug}"[:64].rstrip("-."))
     handle.allow_violations = bool(settings.get("allow_violations"))
+    seed = settings.get("seed")
+    scenario = settings.get("scenario")
+    if options.layer_sandbox_url:  # a running sandbox seeds with its own flags, not ours
+        seed = options.layer_sandbox_seed if seed is None else seed
+        scenario = scenario or options.layer_sandbox_scenario
+    if seed is not None or scenario is not None:
+        handle.reset(seed=seed, scenario=scenario)
+    # Otherwise the namespace is made by its first request, as the sandbox's own seed and scenario.
     yield handle
     handle.drop()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
+def pytest_runtest_makereport(item, call):
+    """A test that passed but whose code broke the contract fails, with the report as its
+    failure (no traceback of ours); a test that failed anyway keeps its failure, and the report
+    comes beside it."""
     outcome = yield
-    handle = getattr(item, "funcargs", {}).get("layer_sandbox")
-    if handle is None or handle.allow_violations:
+    report = outcome.get_result()
+    handle = getattr(item, "funcargs", {}).get("layer_sandbox") if call.when == "call" else None
+    if handle is None or handle.allow_violations or report.skipped:
         return
-    report = handle.violation_report()
-    if not report:
-        return
-    if outcome.excinfo is not None:  # the test failed anyway: keep its failure, show the violations too
-        item.add_report_section("call", "layer-sandbox contract violations", report)
-        return
-    from .testing import ContractViolation
+    from .testing import SandboxUnavailable
 
-    outcome.force_exception(ContractViolation(report))
+    try:
+        text = handle.violation_report()
+    except SandboxUnavailable as exc:
+        text = f"layer-sandbox: the sandbox's journal could not be read: {exc}"
+    if not text:
+        return
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = _Failure(text, item)
+    else:
+        report.sections.append(("layer-sandbox contract violations", text))
+
+
+class _Failure:
+    """A failure report that is the violation report itself (pytest prints `toterminal`; the
+    short summary and `--tb=line` read `reprcrash`; pytest-xdist sends `str`)."""
+
+    def __init__(self, text: str, item) -> None:
+        self.text = text
+        try:
+            from _pytest._code.code import ReprFileLocation
+
+            path, lineno, _ = item.location
+            self.reprcrash = ReprFileLocation(path, (lineno or 0) + 1, text.splitlines()[0])
+        except ImportError:  # pragma: no cover - a pytest without it shows the text alone
+            pass
+
+    def toterminal(self, tw) -> None:
+        for line in self.text.splitlines():
+            tw.line(line, red=True, bold=line.startswith("ContractViolation"))
+
+    def __str__(self) -> str:
+        return self.text

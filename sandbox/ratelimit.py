@@ -2,7 +2,9 @@
 
 Layer documents a token bucket refilled every 1 s, with `X-RateLimit-Limit`,
 `X-RateLimit-Remaining` and `X-RateLimit-Reset` (UTC epoch seconds of the next refill) on
-responses and `429` with `Retry-After` when a caller runs dry.
+responses and `429` with `Retry-After` when a caller runs dry. `refusal` is the one place a 429
+is made: the limiter's own, and a forced one (`Prefer: code=429`, a rule), which answers as a
+caller whose bucket is empty now would be answered.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ import hashlib
 import math
 import threading
 import time
+
+from .errors import ApiError
+
+# Layer's documented limit in its sandbox environment, per token and second: what a forced 429
+# names when no --rate-limit is set, as a real one from Layer's sandbox would.
+LAYER_SANDBOX_LIMIT = 100
 
 
 class RateLimiter:
@@ -35,11 +43,25 @@ class RateLimiter:
             self._buckets[key] = (started, remaining)
             if len(self._buckets) > 10_000:  # forget idle callers
                 self._buckets = {k: v for k, v in self._buckets.items() if v[0] == window}
+        return allowed, self._headers(now, remaining, refused=not allowed)
+
+    def exhausted(self) -> ApiError:
+        """The 429 of a caller whose bucket is empty now (a forced 429): it spends nothing."""
+        return self.refusal(self._headers(self._now(), 0, refused=True))
+
+    def refusal(self, headers: dict[str, str]) -> ApiError:
+        """The 429 for a refused request, with the headers `take` (or `exhausted`) gave it."""
+        return ApiError(429, f"Rate limit of {self.limit} requests per second exceeded; "
+                             f"retry after {headers['Retry-After']} s",
+                        headers=headers, kind=("RateLimited", "RateLimited"))
+
+    def _headers(self, now: float, remaining: int, refused: bool) -> dict[str, str]:
+        window = math.floor(now)
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(window + 1),
         }
-        if not allowed:
+        if refused:
             headers["Retry-After"] = str(max(1, math.ceil(window + 1 - now)))
-        return allowed, headers
+        return headers

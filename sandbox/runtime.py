@@ -9,17 +9,19 @@ one sandbox.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import persistence
 from .clock import Clock, ClockError
 from .config import Config
 from .rules import RuleBook
-from .seed import Scenario, ScenarioError, build_store, scenario_names
+from .seed import Scenario, ScenarioError, Templates, scenario_names
 from .snapshot import StateError, export_store, import_store
 from .store import Store
 
@@ -31,7 +33,15 @@ log = logging.getLogger("layer_sandbox")
 
 
 class NamespaceError(ValueError):
-    """A namespace name the sandbox refuses, or one too many."""
+    """A namespace name the sandbox refuses."""
+
+
+class NamespaceLimit(NamespaceError):
+    """One namespace too many (--max-namespaces): the sandbox's limit, not the client's mistake."""
+
+
+class DefaultNamespace(NamespaceError):
+    """The default namespace cannot be deleted (it is where requests without a namespace go)."""
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Namespace:
     seed: int
     clock: Clock
     store: Store
+    # Where fresh seeded stores come from (shared by every namespace of the sandbox).
+    templates: Templates
     rules: RuleBook = field(default_factory=RuleBook)
     # Told of every write to the store this namespace holds (see `_attach`; a replaced store is
     # detached first).
@@ -62,7 +74,7 @@ class Namespace:
         """Freshly seeded data (this seed and scenario, or the current ones); rules are cleared."""
         scenario = scenario or self.scenario
         seed = self.seed if seed is None else seed
-        store = build_store(scenario, seed, clock=self.clock)
+        store = self.templates.store(scenario, seed, clock=self.clock)
         self._attach(store)
         self.detach()
         self.scenario, self.seed, self.store = scenario, seed, store
@@ -103,6 +115,7 @@ class Sandbox:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.scenario = Scenario.load(config.scenario)
+        self.templates = Templates()
         self._lock = threading.Lock()
         self.namespaces: dict[str, Namespace] = {}
         self.state_file = persistence.StateFile(config.state_file) if config.state_file is not None else None
@@ -110,8 +123,25 @@ class Sandbox:
             self._restore()
         if DEFAULT_NAMESPACE not in self.namespaces:
             self.namespaces[DEFAULT_NAMESPACE] = self._new(DEFAULT_NAMESPACE)
+            if config.load_state is not None:
+                self._load_export(self.namespaces[DEFAULT_NAMESPACE], config.load_state)
         if self.state_file is not None:
             self.checkpoint()  # the log starts empty, with every write so far in the snapshot
+
+    @staticmethod
+    def _load_export(namespace: Namespace, path) -> None:
+        """--load-state: the default namespace starts from an export (GET /__sandbox/state's
+        answer, its `data` envelope optional), as PUT /__sandbox/state would load it."""
+        try:
+            document = json.loads(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise persistence.StateFileError(f"--load-state {path}: not a readable JSON file ({exc})") from None
+        if isinstance(document, dict) and set(document) == {"data"}:
+            document = document["data"]
+        try:
+            namespace.load(document)
+        except StateError as exc:
+            raise persistence.StateFileError(f"--load-state {path}: not a state the sandbox can load: {exc}") from None
 
     def _restore(self) -> None:
         """Load the saved state and replay the log, all namespaces or none (StateFileError says why)."""
@@ -129,13 +159,16 @@ class Sandbox:
             loaded[name] = namespace
         self.namespaces.update(loaded)
 
-    def _new(self, name: str) -> Namespace:
+    def _new(self, name: str, seed: int | None = None, scenario: Scenario | None = None) -> Namespace:
+        """A namespace of the start-up scenario and seed (or the ones given), freshly seeded."""
         clock = Clock()
         if self.config.clock:
             clock.configure(self.config.clock)
-        store = build_store(self.scenario, self.config.seed, clock=clock)
+        scenario = scenario or self.scenario
+        seed = self.config.seed if seed is None else seed
+        store = self.templates.store(scenario, seed, clock=clock)
         on_write = self._log_write if self.state_file is not None else None
-        return Namespace(name, self.scenario, self.config.seed, clock, store, on_write=on_write)
+        return Namespace(name, scenario, seed, clock, store, self.templates, on_write=on_write)
 
     def _log_write(self, namespace: Namespace, business, credit) -> None:
         """Called under the store's lock by every write: logged before it is acknowledged."""
@@ -172,30 +205,48 @@ class Sandbox:
         found = self.namespaces.get(name)
         if found is not None:
             return found
+        return self.create(name)[0]
+
+    def create(self, name: str, seed: int | None = None, scenario: Scenario | None = None,
+               replace: bool = False) -> tuple[Namespace, bool]:
+        """The named namespace, made now (a clone of its scenario's seeded template) unless it
+        exists; one that exists is reset to this seed and scenario (the start-up ones when not
+        given) when `replace` is set. Also says whether it was made."""
         check_namespace_name(name)
         with self._lock:
             found = self.namespaces.get(name)
             if found is None:
                 if len(self.namespaces) >= self.config.max_namespaces:
-                    raise NamespaceError(
+                    raise NamespaceLimit(
                         f"this sandbox already holds {len(self.namespaces)} namespaces, its limit "
                         "(--max-namespaces); delete one with DELETE /__sandbox/namespaces/NAME")
-                found = self.namespaces[name] = self._new(name)
+                found = self.namespaces[name] = self._new(name, seed, scenario)
                 if self.state_file is not None:
                     self.state_file.append(persistence.namespace_record(name, found.export(), found.store.ids.drawn))
-            return found
+                return found, True
+        if replace:
+            found.reset(self.config.seed if seed is None else seed, scenario or self.scenario)
+        return found, False
 
     def drop(self, name: str) -> bool:
+        """Delete a namespace and its data; whether there was one."""
+        if name == DEFAULT_NAMESPACE:
+            raise DefaultNamespace("the default namespace cannot be deleted (requests without a namespace "
+                                   "use it); reset it with POST /__sandbox/reset")
         with self._lock:
             dropped = self.namespaces.pop(name, None)
             if dropped is not None:
                 dropped.detach()
-            if name == DEFAULT_NAMESPACE:
-                self.namespaces[name] = self._new(name)
-                dropped = True
-        if dropped and self.state_file is not None:
+        if dropped is not None and self.state_file is not None:
             self.checkpoint()
-        return bool(dropped)
+        return dropped is not None
+
+    def describe(self, name: str) -> dict:
+        """What a namespace holds, or would be made with, without making it."""
+        found = self.namespaces.get(name)
+        if found is None:
+            return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
+        return {"namespace": name, "exists": True, "scenario": found.scenario.name, "seed": found.seed}
 
     # The default namespace, for code that predates namespaces (and for printing at start-up).
     @property

@@ -3,13 +3,15 @@
 One integer seed drives one Faker instance and the store's id generator, and every timestamp is
 counted back from the scenario's fixed `epoch`, so the same seed and scenario give byte-identical
 state on any machine at any time. What gets seeded (counts, locale, the chart of accounts,
-allocated and deleted credits) comes from a scenario file in `fixtures/scenarios/`.
+allocated and deleted credits) comes from a scenario file in `fixtures/scenarios/`, checked key by
+key as it is read (`sandbox.scenariofile`): a typo is an error naming the key and the file.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import yaml
 from faker import Faker
 
+from . import scenariofile
 from .models import (
     Allocation,
     Business,
@@ -47,7 +50,7 @@ MEMOS = [
 
 
 class ScenarioError(ValueError):
-    """A scenario that does not exist or cannot be read."""
+    """A scenario that does not exist, cannot be read, or holds an unknown key or a wrong value."""
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -81,12 +84,18 @@ def _read(path: Path, seen: tuple = ()) -> dict:
         raise ScenarioError(f"cannot read scenario {path}: {exc}") from None
     if not isinstance(spec, dict):
         raise ScenarioError(f"scenario {path} is not a mapping")
+    problems = scenariofile.problems(spec)  # this file's own keys, before any merge
+    if problems:
+        raise ScenarioError(f"scenario {path}: {'; '.join(problems)}")
     if isinstance(spec.get("chart_of_accounts"), str):  # relative to the file that names it
         spec["chart_of_accounts"] = str((path.parent / spec["chart_of_accounts"]).resolve())
     parent = spec.pop("extends", None)
     if parent is None:
         return spec
-    parent_path = resolve_scenario(parent) if "/" not in str(parent) else (path.parent / parent).resolve()
+    try:
+        parent_path = resolve_scenario(parent) if "/" not in parent else (path.parent / parent).resolve()
+    except ScenarioError as exc:
+        raise ScenarioError(f"scenario {path}: extends: {exc}") from None
     base = _read(parent_path, seen + (path,))
     base.pop("description", None)
     return _merge(base, spec)
@@ -112,12 +121,15 @@ class Scenario:
     def load(cls, name_or_path: str | Path) -> Scenario:
         path = resolve_scenario(name_or_path)
         spec = _read(path)
+        problems = scenariofile.incomplete(spec)
+        if problems:
+            raise ScenarioError(f"scenario {path}: {'; '.join(problems)} (given neither by the file nor by any file it extends)")
         try:
             chart = load_yaml(spec["chart_of_accounts"])
             per_business = spec["per_business"]
             count = spec["businesses"]
             overrides = [{}] * count if isinstance(count, int) else list(count)
-            return cls(
+            scenario = cls(
                 name=path.stem,
                 path=path,
                 description=spec.get("description", ""),
@@ -132,6 +144,10 @@ class Scenario:
             )
         except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as exc:
             raise ScenarioError(f"scenario {path} is incomplete or malformed: {exc!r}") from None
+        problems = scenariofile.unseedable(scenario.businesses)
+        if problems:
+            raise ScenarioError(f"scenario {path}: {'; '.join(problems)}")
+        return scenario
 
 
 # One Faker per locale, made once: making one finds and loads its providers (~70 ms), which every
@@ -318,3 +334,33 @@ def build_store(scenario: Scenario, seed: int, clock=None) -> Store:
         businesses = [seeder.business(counts) for counts in scenario.businesses]
     kwargs = {} if clock is None else {"clock": clock}
     return Store(businesses, seeder.ids, **kwargs)
+
+
+class Templates:
+    """Seeded stores kept once per scenario and seed; every namespace, reset and scenario load
+    gets a clone of one (`Store.clone`) instead of running Faker again: ~0.1 ms instead of
+    ~15 ms for the default scenario, which is what makes a fresh namespace per test cheap.
+
+    A clone is byte for byte what seeding would make (tested). The templates are never handed
+    out, so nothing writes to them; the least recently used beyond `size` are forgotten."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._stores: OrderedDict[str, Store] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def store(self, scenario: Scenario, seed: int, clock=None) -> Store:
+        # The scenario's whole content is its key: a scenario file edited while the sandbox runs
+        # and loaded again is another template.
+        key = f"{seed}:{scenario!r}"
+        with self._lock:
+            template = self._stores.get(key)
+            if template is not None:
+                self._stores.move_to_end(key)
+        if template is None:
+            template = build_store(scenario, seed)
+            with self._lock:
+                self._stores[key] = template
+                while len(self._stores) > self.size:
+                    self._stores.popitem(last=False)
+        return template.clone(clock)

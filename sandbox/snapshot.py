@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import jsonschema
 
+from .clock import MAX_OFFSET
 from .jsontext import portable_problem
 from .models import (
     Allocation,
@@ -26,7 +27,7 @@ from .models import (
     LineItem,
     Tag,
 )
-from .store import INT64_MAX, METADATA_LIMIT_BYTES, IdSource, Store
+from .store import INT64_MAX, IdSource, Store, metadata_problem
 from .timestamps import normalize_timestamp
 
 FORMAT = "layer-sandbox/state-v1"
@@ -115,7 +116,9 @@ _SCHEMA = {
             "type": "object",
             "required": ["mode"],
             "properties": {"mode": {"enum": ["system", "frozen"]}, "frozen_at": _TEXT,
-                           "offset_seconds": {"type": "number", "minimum": -1e11, "maximum": 1e11}},
+                           # every offset the clock can take (sandbox.clock): its exports load back
+                           "offset_seconds": {"type": "number", "minimum": -MAX_OFFSET.total_seconds(),
+                                              "maximum": MAX_OFFSET.total_seconds()}},
         },
         "id_generator": {
             "type": "array", "minItems": 3, "maxItems": 3,
@@ -249,12 +252,10 @@ def _timestamp(value: str | None, where: str, problems: list[str]) -> str | None
 
 
 def _metadata(value: dict | None, where: str, problems: list[str]) -> dict | None:
-    if value is not None:
-        import json
-
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > METADATA_LIMIT_BYTES:
-            problems.append(f"{where}: {size} bytes of JSON, above the {METADATA_LIMIT_BYTES}-byte limit")
+    """Metadata as a write would accept it (a state the API could not send back is refused)."""
+    problem = metadata_problem(value)
+    if problem is not None:
+        problems.append(f"{where}: {problem}")
     return value
 
 

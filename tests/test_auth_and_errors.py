@@ -6,7 +6,7 @@ import httpx
 import pytest
 import yaml
 
-from support import SPEC_PATH, SandboxProcess, checking_client, credits_path
+from support import SPEC_PATH, ContractCheck, SandboxProcess, checking_client, credits_path
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -111,6 +111,8 @@ def test_a_response_that_would_break_the_contract_is_a_loud_500(tmp_path, busine
         assert error["type"] == "SandboxContractViolation"
         assert "voided_at" in error["description"] and "ACTIVE_ONLY" in error["description"]
         assert any("voided_at" in v for v in error["meta"]["violations"])
+        assert "error_enum" not in error  # Layer sends error_enum on 4xx only
+        assert ContractCheck.ours().response_errors(response) == []  # a 500 our own contract accepts
         # Errors are checked too: a 404 body still passes, so it is sent as it is.
         missing = httpx.get(server.base_url + credits_path(business_id, "3c90c3cc-0d44-4b50-8888-8dd25736052a"),
                             headers={"Authorization": "Bearer t"})
@@ -146,5 +148,32 @@ def test_a_failure_above_connexions_error_handling_is_still_a_layer_500():
     asyncio.run(edge(scope, receive, send))
     assert sent[0]["status"] == 500
     body = jsonlib.loads(sent[1]["body"])
-    assert body["errors"][0]["error_enum"] == "SandboxInternalError"
+    assert body["errors"][0]["type"] == "InternalError" and "error_enum" not in body["errors"][0]
     assert "secret" not in sent[1]["body"].decode() and "Traceback" not in sent[1]["body"].decode()
+
+
+def test_5xx_errors_carry_no_error_enum_and_4xx_errors_do(api, check, business):
+    """Layer puts `error_enum` on 4xx errors only; the contract holds each side to it (the
+    checking client validates every answer here against openapi.yaml)."""
+    path = credits_path(business["id"])
+    for prefer in ("code=500", "example=internal_error", "example=contract_violation", "code=503"):
+        response = api.get(path, headers={"Prefer": prefer})
+        assert response.status_code >= 500
+        assert response.headers["x-sandbox-contract"] == "request=pass; response=pass"
+        for error in response.json()["errors"]:
+            assert set(error) <= {"type", "description", "meta"} and {"type", "description"} <= set(error)
+    for prefer in ("code=400", "code=401", "code=404", "code=413", "code=429"):
+        [error] = api.get(path, headers={"Prefer": prefer}).json()["errors"]
+        assert error["error_enum"], prefer
+    for response in (api.get(path, params={"limit": 0}), api.get(credits_path(business["id"], "nope"))):
+        assert response.status_code == 400 and response.json()["errors"][0]["error_enum"] == "SpecifiedBadRequest"
+    # The contract itself refuses an error_enum on a 5xx, and its absence on a 4xx.
+    for prefer, change in (("code=500", lambda e: e.update(error_enum="SandboxInternalError")),
+                           ("code=503", lambda e: e.update(error_enum="ServiceUnavailable")),
+                           ("code=404", lambda e: e.pop("error_enum"))):
+        answered = api.get(path, headers={"Prefer": prefer})
+        body = answered.json()
+        change(body["errors"][0])
+        wrong = httpx.Response(answered.status_code, headers={"content-type": "application/json"}, json=body,
+                               request=answered.request)
+        assert check.response_errors(wrong), prefer

@@ -20,7 +20,9 @@ from support import ROOT, ContractCheck, credits_path, load_spec, stable_line
 
 SPEC = load_spec()
 DEVIATIONS = SPEC["x-deviations"]
-SEED = ROOT.parent / "shared" / "seeds" / "000_93b18f32ebb8850f.txt"
+# Layer's published DELETE page, kept verbatim: its component block is shared by all five operations.
+SEED = ROOT / "tests" / "data" / "layer-published-delete-customer-credit.md"
+EVIDENCE = ROOT / "docs" / "layer-evidence.md"
 
 
 # ------------------------------------------------------------------------- JSON pointers
@@ -226,7 +228,6 @@ def _seed_document() -> dict:
     return yaml.safe_load(block)
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="the published seed lives in ../shared, beside the checkout")
 @pytest.mark.parametrize("deviation", DEVIATIONS, ids=[d["id"] for d in DEVIATIONS])
 def test_published_values_are_the_seeds(deviation):
     """Where the seed (Layer's DELETE page) holds the node, `published` must be a faithful copy."""
@@ -247,10 +248,53 @@ def test_published_values_are_the_seeds(deviation):
 
 def test_the_seed_itself_rejects_real_credits(exchanges):
     """The heart of it: Layer's published component block, as is, rejects what Layer sends."""
-    if not SEED.exists():
-        pytest.skip("the published seed lives in ../shared, beside the checkout")
     seed = _seed_document()
     published = copy.deepcopy({k: v for k, v in SPEC.items() if k != "x-deviations"})
     published["components"]["schemas"].update(seed["components"]["schemas"])
     errors = problems(ContractCheck(published), exchanges["fetch"])
     assert any("received_at" in e for e in errors), errors
+
+
+# ------------------------------------------------------------------------- evidence
+
+def _evidence_facts() -> dict[str, str]:
+    """The numbered facts of docs/layer-evidence.md: anchor (`E3`) -> heading."""
+    facts = {}
+    for match in re.finditer(r"^### (E\d+)\. (.+)$", EVIDENCE.read_text(), re.M):
+        assert match.group(1) not in facts, f"{match.group(1)} appears twice in {EVIDENCE.name}"
+        facts[match.group(1)] = match.group(2)
+    return facts
+
+
+def _cited(reason: str) -> set[str]:
+    return set(re.findall(r"\b(E\d+)\b", reason))
+
+
+def test_every_deviation_cites_the_evidence_page():
+    """Reasons cite facts the repository holds, never research files outside it."""
+    facts = _evidence_facts()
+    assert facts, f"no `### E<n>.` facts found in {EVIDENCE}"
+    for deviation in DEVIATIONS:
+        reason = deviation["reason"]
+        assert "docs/layer-evidence.md" in reason, f"{deviation['id']} does not cite docs/layer-evidence.md"
+        cited = _cited(reason)
+        assert cited, f"{deviation['id']} cites no evidence fact"
+        assert cited <= set(facts), f"{deviation['id']} cites {sorted(cited - set(facts))}, not in {EVIDENCE.name}"
+
+
+def test_every_evidence_fact_is_cited_or_background():
+    """The evidence page and the contract stay in step: no fact is left over unnoticed."""
+    facts = _evidence_facts()
+    cited = set().union(*(_cited(d["reason"]) for d in DEVIATIONS))
+    numbers = sorted(int(anchor[1:]) for anchor in facts)
+    assert numbers == list(range(1, len(numbers) + 1)), f"evidence facts are not numbered E1..En: {numbers}"
+    orphans = [f"{anchor}. {heading}" for anchor, heading in facts.items()
+               if anchor not in cited and "(background)" not in heading]
+    assert orphans == [], "facts cited by no deviation and not marked (background)"
+
+
+def test_the_published_page_and_the_evidence_are_in_the_repository():
+    """A fork or CI has only the checkout: every file these tests read lives inside it."""
+    for path in (SEED, EVIDENCE):
+        assert path.resolve().is_relative_to(ROOT), path
+        assert path.is_file(), path

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from support import credits_path
+from support import SandboxProcess, checking_client, credits_path
 
 UNKNOWN = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 
@@ -137,9 +137,129 @@ def test_rules_are_cleared_by_reset(api, path):
     ({"path": "/__sandbox/*", "code": 500}, "path"), ({"path": "/v1/*"}, "code"), ({"code": 999}, "code"),
     ({"code": 500, "count": 0}, "count"), ({"code": 500, "method": "BREW"}, "method"),
     ({"code": 500, "colour": "red"}, "colour"), ({"fault": "melt"}, "fault"),
+    ({"path": "/v1/" + "*" * 3000, "code": 500}, "path"),
 ])
 def test_bad_rules_are_400(api, rule, field):
     response = api.post("/__sandbox/rules", json=rule)
     assert response.status_code == 400
     assert response.json()["errors"][0]["meta"]["field"] == field
     assert api.get("/__sandbox/rules").json()["data"] == []
+
+
+# ------------------------------------------------------------- forced answers are real answers
+
+RATE_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+VALID_CREATE = {"customer_id": UNKNOWN,
+                "line_items": [{"amount": 1, "revenue_account_identifier": {"type": "StableName", "stable_name": "SALES"}}]}
+
+
+def assert_rate_limited(response: httpx.Response, limit: int, asked_at: float) -> None:
+    """What a real 429 carries: when to retry, the limit, an empty bucket, the next refill."""
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["x-ratelimit-limit"] == str(limit)
+    assert response.headers["x-ratelimit-remaining"] == "0"
+    assert int(asked_at) < int(response.headers["x-ratelimit-reset"]) <= time.time() + 1
+    [error] = response.json()["errors"]
+    assert (error["type"], error["error_enum"]) == ("RateLimited", "RateLimited")
+    assert f"{limit} requests per second" in error["description"]
+
+
+def test_a_forced_429_carries_the_rate_limit_headers_of_layers_sandbox_limit(api, path):
+    """Without --rate-limit the sandbox answers as Layer's sandbox would: 100 requests a second."""
+    asked_at = time.time()
+    for prefer in ("code=429", "example=rate_limited", "code=429, example=rate_limited"):
+        assert_rate_limited(api.get(path, headers={"Prefer": prefer}), 100, asked_at)
+    api.post("/__sandbox/rules", json={"path": "/v1/*", "code": 429})
+    assert_rate_limited(api.post(path, json=VALID_CREATE), 100, asked_at)
+
+
+def test_a_forced_429_names_the_configured_limit_and_is_the_real_one(tmp_path, check):
+    server = SandboxProcess(tmp_path, "--rate-limit", "7")
+    try:
+        business_id = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]["id"]
+        listing = credits_path(business_id)
+        with checking_client(server.base_url, check, headers={"Authorization": "Bearer forced"}) as forced_client, \
+                checking_client(server.base_url, check, headers={"Authorization": "Bearer real"}) as real_client:
+            asked_at = time.time()
+            forced = forced_client.get(listing, headers={"Prefer": "code=429"})
+            real = next(r for r in (real_client.get(listing) for _ in range(200)) if r.status_code == 429)
+    finally:
+        server.stop()
+    assert_rate_limited(forced, 7, asked_at)
+    assert_rate_limited(real, 7, asked_at)
+    assert {h for h in RATE_HEADERS if h in forced.headers} == {h for h in RATE_HEADERS if h in real.headers}
+
+    def said(response):  # the body, with the seconds to wait as its own Retry-After says
+        text = response.text.replace(f"retry after {response.headers['retry-after']} s", "retry after N s")
+        assert "retry after N s" in text
+        return text
+
+    assert said(forced) == said(real)
+
+
+def test_a_forced_503_says_when_to_retry_as_the_shutdown_503_does(api, path):
+    forced = [api.get(path, headers={"Prefer": "code=503"})]
+    api.post("/__sandbox/rules", json={"method": "DELETE", "path": "/v1/*", "code": 503})
+    forced.append(api.delete(f"{path}/{UNKNOWN}"))
+    for response in forced:
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.json()["errors"][0]["type"] == "ServiceUnavailable"
+
+
+# ------------------------------------------------------------- rules the contract cannot follow
+
+GET_LIST, POST, GET_ONE, PATCH, DELETE = (f"business.invoices.customer-credits.{name}"
+                                          for name in ("get", "post", "get_one", "patch", "delete"))
+
+
+@pytest.mark.parametrize("rule, field, declared", [
+    ({"code": 418}, "code", ["200", "400", "404", "429", "500", "503"]),
+    ({"method": "GET", "path": "/v1/businesses/*/invoices/customer-credits/*", "code": 415}, "code", [GET_ONE, "404"]),
+    ({"example": "no_such_example"}, "example", ["credit_not_found (404)", "page (200)"]),
+    ({"code": 404, "example": "page"}, "example", ["credit_not_found (404)"]),
+    ({"method": "PUT", "code": 500}, "method", ["GET", "POST", "PATCH", "DELETE"]),
+    ({"method": "POST", "path": "*/customer-credits/*", "code": 500}, "method", ["GET", "PATCH", "DELETE"]),
+    ({"path": "/v2/*", "code": 500}, "path", ["/v1/businesses/{businessId}/invoices/customer-credits"]),
+])
+def test_a_rule_no_operation_can_follow_is_refused_when_made(api, path, rule, field, declared):
+    response = api.post("/__sandbox/rules", json=rule)
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["meta"]["field"] == field and error["error_enum"] == "SpecifiedBadRequest"
+    assert error["description"].startswith(f"{field}:") and "Prefer" not in error["description"]
+    for name in declared:  # what the operations it matches do declare
+        assert name in error["description"], (name, error["description"])
+    assert api.get("/__sandbox/rules").json()["data"] == []
+    assert api.get(path).status_code == 200
+
+
+def test_a_rule_applies_only_to_the_operations_that_can_follow_it(api, business, path):
+    made = api.post("/__sandbox/rules", json={"path": "/v1/*", "code": 422, "count": 1})
+    assert made.status_code == 201
+    assert sorted(made.json()["data"]["operations"]) == sorted([POST, PATCH])
+    [listed] = api.get("/__sandbox/rules").json()["data"]
+    assert listed["operations"] == made.json()["data"]["operations"]
+    # A GET declares no 422: the rule passes it by, unused, instead of blaming a `Prefer` never sent.
+    assert api.get(path).status_code == 200
+    assert api.get(f"{path}/{UNKNOWN}").status_code == 404
+    assert api.get("/__sandbox/rules").json()["data"][0]["hits"] == 0
+    create = {**VALID_CREATE, "customer_id": business["customers"][0]["id"]}
+    assert api.post(path, json=create).status_code == 422
+    assert api.post(path, json=create).status_code == 201          # used up on the one it could follow
+    assert api.post("/__sandbox/rules", json={"code": 201}).json()["data"]["operations"] == [POST]
+    assert api.post("/__sandbox/rules", json={"example": "page"}).json()["data"]["operations"] == [GET_LIST]
+    delay_only = api.post("/__sandbox/rules", json={"method": "GET", "delay": 1}).json()["data"]
+    assert sorted(delay_only["operations"]) == sorted([GET_LIST, GET_ONE])
+
+
+def test_a_rule_glob_with_a_concrete_id_matches_the_templated_paths(api, path):
+    target, other = api.get(path).json()["data"][:2]
+    assert target["id"][:8] != other["id"][:8]
+    made = api.post("/__sandbox/rules", json={"path": f"*/customer-credits/{target['id'][:8]}-*", "code": 404})
+    assert made.status_code == 201, made.text
+    assert sorted(made.json()["data"]["operations"]) == sorted([GET_ONE, PATCH, DELETE])
+    assert api.get(f"{path}/{target['id']}").status_code == 404
+    assert api.get(f"{path}/{other['id']}").status_code == 200
+    assert api.get(path).status_code == 200

@@ -42,7 +42,9 @@ def target(tmp_path_factory):
         "customer_id": business["customers"][0]["id"], "memo": "before the storm",
         "line_items": [stable_line("SALES", 4200)]})
     assert created.status_code == 201
-    httpx.post(f"{server.base_url}/__sandbox/rules", json={"path": "/never/*", "code": 404}).raise_for_status()
+    # A rule the contract can follow (rules are checked when made) for a business no case names.
+    httpx.post(f"{server.base_url}/__sandbox/rules", json={
+        "path": "/v1/businesses/00000000-0000-4000-8000-000000000000/*", "code": 404}).raise_for_status()
     yield server, business, created.json()["data"]["id"]
     server.stop()
 

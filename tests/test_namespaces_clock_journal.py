@@ -68,17 +68,35 @@ def test_bad_namespace_names_are_400(sandbox, check, business, name):
 
 
 def test_the_namespace_limit_is_enforced(tmp_path, check):
+    """The limit is the sandbox's, not a fault of the request: a 503 that says so, the request
+    still judged on its own (request=pass), and no blame on a header the client never sent."""
     server = SandboxProcess(tmp_path, "--max-namespaces", "2")
     try:
         business = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]
         with checking_client(server.base_url, check) as client:
             assert client.get(credits_path(business["id"]), headers={NS: "one"}).status_code == 200
             refused = client.get(credits_path(business["id"]), headers={NS: "two"})
-            assert refused.status_code == 400 and "limit" in refused.json()["errors"][0]["description"]
+            assert refused.status_code == 503 and "--max-namespaces" in refused.json()["errors"][0]["description"]
+            assert refused.headers["x-sandbox-contract"] == "request=pass; response=pass"
+            by_path = client.get(f"/__ns/two{credits_path(business['id'])}")
+            assert by_path.status_code == 503 and NS not in by_path.text
+            control = client.get("/__sandbox/businesses", headers={NS: "two"})
+            assert control.status_code == 503
+            [entry, *_] = client.get("/__sandbox/requests", params={"namespace": "two"}).json()["data"]
+            assert entry["request_validation"] == "pass" and entry["status"] == 503
             assert client.delete("/__sandbox/namespaces/one").status_code == 200
             assert client.get(credits_path(business["id"]), headers={NS: "two"}).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("name", ["bad name", "-dash-first", "x" * 65])
+def test_a_bad_namespace_name_in_a_url_names_the_url(sandbox, business, name):
+    for path in (credits_path(business["id"]), "/__sandbox/businesses"):
+        response = httpx.get(f"{sandbox.base_url}/__ns/{name}{path}", headers=AUTH)
+        assert response.status_code == 400, path
+        meta = response.json()["errors"][0]["meta"]
+        assert (meta["location"], meta["field"]) == ("path", "/__ns/{namespace}")
 
 
 # ---------------------------------------------------------------------------------- clock

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import yaml
 
 from support import SandboxProcess, load_spec, sandbox_command, unused_address
 
@@ -167,7 +168,8 @@ def test_an_unreachable_upstream_is_a_502_and_a_drift(tmp_path):
         _, stdout = stop(proxy)
         held.close()
     assert response.status_code == 502
-    assert response.json()["errors"][0]["error_enum"] == "UpstreamUnavailable"
+    [error] = response.json()["errors"]
+    assert error["type"] == "BadGateway" and "error_enum" not in error  # a 5xx: Layer sends error_enum on 4xx only
     assert "1 with drift" in stdout
 
 
@@ -214,3 +216,53 @@ def test_the_proxy_passes_paths_bodies_and_encodings_through(fake_layer, tmp_pat
     names = [case.get("name") for case in root.iter("testcase")]
     assert any("\\x01" in name or "%01" in name for name in names)
     assert "OPTIONS" not in "".join(case.get("name") for case in root.iter("testcase") if case.find("failure") is not None)
+
+
+PROXY_VARIABLES = [("--upstream", "LAYER_SANDBOX_PROXY_UPSTREAM"), ("--host", "LAYER_SANDBOX_PROXY_HOST"),
+                   ("--port", "LAYER_SANDBOX_PROXY_PORT"), ("--junit-xml", "LAYER_SANDBOX_PROXY_JUNIT_XML"),
+                   ("--timeout", "LAYER_SANDBOX_PROXY_TIMEOUT"), ("--journal-size", "LAYER_SANDBOX_PROXY_JOURNAL_SIZE"),
+                   ("--spec", "LAYER_SANDBOX_PROXY_SPEC")]
+
+
+def test_proxy_help_lists_every_flag_with_its_own_variable_and_port():
+    result = subprocess.run(sandbox_command() + ["proxy", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # help wraps lines
+    for flag, variable in PROXY_VARIABLES:
+        assert flag in text and f"[env {variable}]" in text, flag
+    # Its own default port, not the sandbox's 8088, and none of the sandbox's variables.
+    assert "default: 8089" in text
+    assert "[env LAYER_SANDBOX_HOST]" not in text and "[env LAYER_SANDBOX_PORT]" not in text
+
+
+def test_a_proxy_configured_by_environment_alone(fake_layer, tmp_path):
+    """Every option from its LAYER_SANDBOX_PROXY_* variable; the sandbox's own variables, set in the
+    same environment for a sandbox beside it, are not the proxy's."""
+    spec = load_spec()
+    del spec["paths"]["/v1/businesses/{businessId}/invoices/customer-credits/{customerCreditId}"]
+    spec_path = tmp_path / "without-get-one.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    junit = tmp_path / "from-env.xml"
+    proxy = SandboxProcess(tmp_path, subcommand="proxy", port_via_env=True, env={
+        "LAYER_SANDBOX_PROXY_UPSTREAM": fake_layer, "LAYER_SANDBOX_PROXY_HOST": "127.0.0.1",
+        "LAYER_SANDBOX_PROXY_PORT": "0", "LAYER_SANDBOX_PROXY_JUNIT_XML": str(junit),
+        "LAYER_SANDBOX_PROXY_TIMEOUT": "5", "LAYER_SANDBOX_PROXY_JOURNAL_SIZE": "1",
+        "LAYER_SANDBOX_PROXY_SPEC": str(spec_path),
+        "LAYER_SANDBOX_HOST": "256.0.0.1",  # would not even bind, were it read
+    })
+    auth = {"Authorization": "Bearer t"}
+    try:
+        one = httpx.get(f"{proxy.base_url}{BASE}/{GOOD}", headers=auth)
+        listing = httpx.get(f"{proxy.base_url}{BASE}", headers=auth)
+        journal = httpx.get(f"{proxy.base_url}/__sandbox/requests").json()["data"]
+    finally:
+        status, stdout = stop(proxy)
+    assert status == 0, proxy.stderr
+    assert f"layer-sandbox proxy listening on http://127.0.0.1:{proxy.port} -> {fake_layer}" in stdout
+    assert one.status_code == 200 and one.json() == CREDIT  # forwarded to the upstream from the environment
+    # Checked against the spec from the environment, which lacks the get-one operation.
+    assert one.headers["x-sandbox-contract"] == "request=skipped; response=skipped"
+    assert listing.headers["x-sandbox-contract"] == "request=pass; response=pass"
+    assert len(journal) == 1 and journal[0]["path"] == BASE  # LAYER_SANDBOX_PROXY_JOURNAL_SIZE=1
+    assert f"JUnit XML written to {junit}" in stdout
+    assert ElementTree.parse(junit).getroot().find("testsuite").get("tests") == "2"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -278,3 +281,94 @@ def test_the_clock_travels_with_the_state(api):
     api.put("/__sandbox/state", json=exported)
     assert api.get("/__sandbox/clock").json()["data"]["now"] == "2027-02-03T04:05:06.000000Z"
     api.post("/__sandbox/clock", json={"system": True})
+
+
+# ------------------------------------------------------------- scenario files are checked
+
+# A scenario file's own text (each extends `default`) and the key its one mistake is at.
+BAD_SCENARIOS = [
+    ("per_business: {credit: 5}", "per_business.credit"),
+    ("colour: red", "colour"),
+    ("businesses:\n  - {credits: 1, invoice: 2}", "businesses[0].invoice"),
+    ("per_business: {allocations: {partly: 0.5}}", "per_business.allocations.partly"),
+    ("per_business: {credits: -1}", "per_business.credits"),
+    ("per_business: {customers: 2.5}", "per_business.customers"),
+    ("per_business: {deleted: 'three'}", "per_business.deleted"),
+    ("per_business: {tagged_share: 1.5}", "per_business.tagged_share"),
+    ("per_business: {allocations: {full: -0.1}}", "per_business.allocations.full"),
+    ("businesses: two", "businesses"),
+    ("history_days: many", "history_days"),
+]
+
+
+def _start(tmp_path, scenario) -> subprocess.CompletedProcess:
+    from support import sandbox_command
+
+    return subprocess.run(sandbox_command() + ["--port", "0", "--scenario", str(scenario)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("text, key", BAD_SCENARIOS[:2] + BAD_SCENARIOS[4:5] + BAD_SCENARIOS[7:8])
+def test_a_scenario_file_with_an_unknown_key_or_a_wrong_value_stops_the_start(tmp_path, text, key):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: default\n{text}\n")
+    result = _start(tmp_path, bad)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert key in line and str(bad) in line, line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_scenario_file_is_checked_on_its_own_keys_through_extends(tmp_path):
+    parent = tmp_path / "parent.yaml"
+    parent.write_text("extends: default\nper_business: {credit: 5}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent.yaml\nbusinesses: 1\n")
+    result = _start(tmp_path, child)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "per_business.credit" in line and str(parent) in line, line
+    # ... and a good file extending a good one still starts.
+    good = tmp_path / "good.yaml"
+    good.write_text("extends: default\nbusinesses: 1\nper_business: {credits: 3, allocations: {full: 1}}\n")
+    server = SandboxProcess(tmp_path / "good", "--scenario", str(good))
+    try:
+        assert [b["customer_credits"] for b in httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"]] == [3]
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def broken_fixtures(tmp_path_factory):
+    """The sandbox installed as a wheel would be (contract and fixtures inside the package), with
+    one broken scenario per mistake beside the shipped ones: what a run-time load meets."""
+    from support import ROOT
+
+    site = tmp_path_factory.mktemp("site")
+    package = site / "layer_sandbox"
+    shutil.copytree(ROOT / "sandbox", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "openapi.yaml", package / "openapi.yaml")
+    shutil.copytree(ROOT / "fixtures", package / "fixtures")
+    for number, (text, _) in enumerate(BAD_SCENARIOS):
+        (package / "fixtures" / "scenarios" / f"broken-{number}.yaml").write_text(f"extends: default\n{text}\n")
+    server = SandboxProcess(site / "run", command=[sys.executable, "-m", "layer_sandbox"],
+                            env={"PYTHONPATH": str(site)})
+    yield server, package / "fixtures" / "scenarios"
+    server.stop()
+
+
+def test_a_broken_scenario_is_refused_at_run_time_naming_key_and_file(broken_fixtures):
+    server, folder = broken_fixtures
+    before = httpx.get(f"{server.base_url}/__sandbox/businesses").json()
+    for number, (_, key) in enumerate(BAD_SCENARIOS):
+        file = folder / f"broken-{number}.yaml"
+        for response in (httpx.post(f"{server.base_url}/__sandbox/scenarios/broken-{number}"),
+                         httpx.post(f"{server.base_url}/__sandbox/reset", json={"scenario": f"broken-{number}"})):
+            assert response.status_code == 500, response.text
+            [error] = response.json()["errors"]
+            assert key in error["description"] and str(file) in error["description"], error
+            assert "error_enum" not in error and "Traceback" not in response.text
+    listing = httpx.get(f"{server.base_url}/__sandbox/scenarios")
+    assert listing.status_code == 500 and "broken-" in listing.json()["errors"][0]["description"]
+    assert httpx.get(f"{server.base_url}/__sandbox/businesses").json() == before
+    assert httpx.get(f"{server.base_url}/__sandbox/health").json()["data"]["scenario"] == "default"

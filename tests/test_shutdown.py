@@ -9,6 +9,7 @@ handler ran: the write is made, its answer waits.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import threading
@@ -16,7 +17,7 @@ import time
 
 import httpx
 
-from support import SandboxProcess, credits_path, stable_line
+from support import ContractCheck, SandboxProcess, credits_path, stable_line
 
 AUTH = {"Authorization": "Bearer t"}
 
@@ -152,6 +153,12 @@ def test_when_the_grace_runs_out_a_request_still_arriving_gets_a_layer_503_and_c
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503"), answer[:300]
     error = json.loads(payload)["errors"][0]
-    assert error["error_enum"] == "ServiceUnavailable" and "not processed" in error["description"]
+    assert error["type"] == "ServiceUnavailable" and "not processed" in error["description"]
+    assert "error_enum" not in error  # Layer sends error_enum on 4xx only
+    assert re.search(rb"(?im)^retry-after: *[1-9]", head)
+    # The body is one openapi.yaml declares for a 503 of this operation.
+    sent = httpx.Request("POST", f"{server.base_url}{credits_path(business['id'])}", headers=AUTH, json={})
+    answered = httpx.Response(503, headers={"content-type": "application/json"}, content=payload, request=sent)
+    assert ContractCheck.ours().response_errors(answered) == []
     assert "never-finished" not in _saved_external_ids(state_file)
     assert "Traceback" not in server.stderr
