@@ -336,6 +336,7 @@ def measure_namespaces(tests: int, rounds: int, out: Path) -> dict:
         suite = out / "plugin_suite"
         suite.mkdir(exist_ok=True)
         (suite / "test_suite.py").write_text(PLUGIN_SUITE)
+        (suite / "pytest.ini").write_text("[pytest]\n")  # the suite's own root: not this project's settings
         env = {**os.environ, "BENCH_TESTS": str(tests), "LAYER_SANDBOX_URL": server.base,
                "BENCH_BUSINESS": first_business(server.base)["id"]}
         seconds = {}

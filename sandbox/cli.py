@@ -36,6 +36,21 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def _stop_cleanly_on_signals(server) -> None:
+    """SIGTERM/SIGINT stop the server gracefully and the process exits 0, whenever they come.
+
+    While it runs, uvicorn's own handlers shut it down gracefully (the app saves --state-file
+    then) and afterwards raise the signal again against the handlers they found: these, which
+    only ask the server to stop. One that comes before uvicorn's handlers are in place (right
+    after the start is announced, say) asks the same, and the server stops as soon as it has
+    started, instead of the process dying with 143."""
+    def stop(*_) -> None:
+        server.should_exit = True
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
+
+
 def _announce(config: Config, port: int, app) -> None:
     shown_host = f"[{config.host}]" if ":" in config.host else config.host
     scoped = sum(1 for t in config.tokens if "=" in t)
@@ -173,14 +188,10 @@ def main(ctx: click.Context, **options) -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
     gc.enable()
     sock = _listening_socket(config.host, config.port)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
+    _stop_cleanly_on_signals(server)
     _announce(config, sock.getsockname()[1], app)
     _warn_about_scoped_tokens(config, app)
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the app saves --state-file then), and then
-    # raises the signal again against the handlers it found: make those no-ops so that a clean
-    # shutdown exits with status 0.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: None)
     server.run(sockets=[sock])
 
 
@@ -260,13 +271,12 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--upstream")
     app = ValidatingProxy(upstream, Contract(copy.deepcopy(load_spec(spec_path))), Journal(journal_size), timeout)
     sock = _listening_socket(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(Config())))
+    _stop_cleanly_on_signals(server)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"layer-sandbox proxy listening on http://{shown_host}:{sock.getsockname()[1]} -> {upstream} "
                f"(drift report: GET /__sandbox/requests{', JUnit: ' + str(junit_xml) if junit_xml else ''})")
     sys.stdout.flush()
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(Config())))
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: None)
     server.run(sockets=[sock])
     click.echo(app.summary())
     if junit_xml is not None:

@@ -22,7 +22,7 @@ import orjson
 from .timestamps import format_timestamp
 
 BODY_LIMIT = 64 * 1024
-BODY_BUDGET = 32 * 1024 * 1024
+BODY_BUDGET = 8 * 1024 * 1024
 BODIES = ("request_body", "response_body")
 
 
@@ -34,6 +34,7 @@ class Journal:
         self.size = size
         self.body_budget = body_budget
         self._body_bytes = 0
+        self._holding: deque[dict] = deque()
 
     def record(self, entry: dict, request_body: bytes | None = None) -> None:
         """Add an entry (and the request's body). The response body follows with `add_body`."""
@@ -45,6 +46,8 @@ class Journal:
             entry["request_body"] = entry["response_body"] = None
             if len(self._entries) == self.size:
                 self._forget_bodies(self._entries.popleft())
+                while self._holding and not self._holds(self._holding[0]):
+                    self._holding.popleft()
             self._entries.append(entry)
             self._keep(entry, "request_body", request_body)
 
@@ -62,19 +65,27 @@ class Journal:
             return
         if len(body) > BODY_LIMIT:
             body, entry["bodies_truncated"] = body[:BODY_LIMIT], True
+        if not self._holds(entry):
+            self._holding.append(entry)  # entries that hold bodies, oldest first
         self._body_bytes += len(body) - len(entry[name] or b"")
         entry[name] = body
-        for oldest in self._entries:
-            if self._body_bytes <= self.body_budget:
-                break
-            if oldest is not entry:
-                self._forget_bodies(oldest)
+        while self._body_bytes > self.body_budget and self._holding[0] is not entry:
+            oldest = self._holding.popleft()
+            if self._forget_bodies(oldest):
                 oldest["bodies_dropped"] = True
 
-    def _forget_bodies(self, entry: dict) -> None:
+    @staticmethod
+    def _holds(entry: dict) -> bool:
+        return entry["request_body"] is not None or entry["response_body"] is not None
+
+    def _forget_bodies(self, entry: dict) -> bool:
+        """Drop an entry's bodies; whether it had any."""
+        held = 0
         for name in BODIES:
-            self._body_bytes -= len(entry.get(name) or b"")
+            held += len(entry.get(name) or b"")
             entry[name] = None
+        self._body_bytes -= held
+        return held > 0
 
     def query(self, namespace: str | None = None, method: str | None = None, path: str | None = None,
               status: int | None = None, operation_id: str | None = None, contract: str | None = None,
@@ -105,6 +116,7 @@ class Journal:
                     self._forget_bodies(entry)
             self._entries.clear()
             self._entries.extend(kept)
+            self._holding = deque(e for e in self._holding if self._holds(e))
             return before - len(kept)
 
 

@@ -92,10 +92,6 @@ class Customer:
             "transaction_tags": [tag.to_api() for tag in self.transaction_tags],
         }
 
-    def clone(self) -> Customer:
-        return Customer(self.id, self.external_id, self.individual_name, self.company_name, self.email,
-                        self.mobile_phone, self.office_phone, self.address_string, self.memo, self.status,
-                        self.transaction_tags)
 
 
 @dataclass(slots=True)
@@ -179,11 +175,11 @@ class CustomerCredit:
     def total_amount(self) -> int:
         return sum(line.amount for line in self.line_items)
 
-    def clone(self, customer: Customer) -> CustomerCredit:
-        """A copy for another store. Line items, allocations and tags are shared: the store never
-        changes them once a credit holds them (a write assigns new sequences), only the credit's
-        own fields, which the copy has to itself."""
-        return CustomerCredit(self.id, self.business_id, customer, self.line_items, self.created_at,
+    def copy(self) -> CustomerCredit:
+        """A copy whose own fields a write may change (see Store._own). Line items, allocations
+        and tags are shared: nothing changes them once a credit holds them (a write assigns new
+        sequences)."""
+        return CustomerCredit(self.id, self.business_id, self.customer, self.line_items, self.created_at,
                               self.updated_at, self.external_id, self.sent_at, self.allocations,
                               self.deleted_at, self.transaction_tags, self.memo, self.metadata,
                               self.reference_number)
@@ -225,16 +221,15 @@ class Business:
     tag_definitions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def clone(self) -> Business:
-        """A copy that shares nothing a write can change with this one: a new namespace of an
-        already-seeded scenario is a clone of its template, not a second run of Faker. Ledger
-        accounts are shared (nothing changes them); customers are copied, and the copied credits
-        point at the copies."""
-        customers = {cid: customer.clone() for cid, customer in self.customers.items()}
+        """A copy for a new namespace of an already-seeded scenario (Store.clone), made in time
+        proportional to the number of records, not to their size: customers, ledger accounts and
+        credits are shared with this business, since no store changes a record in place once
+        another store may hold it (a write to a credit works on a copy of its own, Store._own);
+        invoices are copied, since their credited amount follows each store's allocations."""
         return Business(
-            self.id, self.name, customers,
+            self.id, self.name, dict(self.customers),
             {iid: invoice.clone() for iid, invoice in self.invoices.items()},
-            dict(self.ledger_accounts),
-            {cid: credit.clone(customers[credit.customer.id]) for cid, credit in self.credits.items()},
+            dict(self.ledger_accounts), dict(self.credits),
             dict(self.tag_dimensions), dict(self.tag_definitions),
         )
 

@@ -53,6 +53,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--layer-sandbox-command", default=os.environ.get("LAYER_SANDBOX_COMMAND"),
                     help="how to start the sandbox (default: the layer-sandbox script beside this Python, or on "
                          "PATH), e.g. 'pipx run layer-sandbox' [env LAYER_SANDBOX_COMMAND]")
+    group.addoption("--layer-sandbox-timeout", type=float, default=float(os.environ.get("LAYER_SANDBOX_TIMEOUT", 30)),
+                    help="seconds to wait, at the start of the session, for the sandbox to answer (a service "
+                         "container may still be starting) [env LAYER_SANDBOX_TIMEOUT, default 30]")
     group.addoption("--layer-sandbox-args", default=os.environ.get("LAYER_SANDBOX_ARGS", ""),
                     help="more flags for the sandbox the plugin starts, e.g. '--rate-limit 100' "
                          "[env LAYER_SANDBOX_ARGS]")
@@ -74,7 +77,8 @@ def layer_sandbox_server(request):
     options = request.config.option
     try:
         if options.layer_sandbox_url:
-            server = RunningSandbox(options.layer_sandbox_url, options.layer_sandbox_admin_token)
+            server = RunningSandbox(options.layer_sandbox_url, options.layer_sandbox_admin_token,
+                                    timeout=options.layer_sandbox_timeout)
         else:
             args = ["--max-namespaces", "100000", "--journal-size", "10000"]
             if options.layer_sandbox_seed is not None:
@@ -87,7 +91,8 @@ def layer_sandbox_server(request):
                 args += ["--admin-token", options.layer_sandbox_admin_token]
             server = SandboxProcess(args + shlex.split(options.layer_sandbox_args or ""),
                                     command=options.layer_sandbox_command,
-                                    admin_token=options.layer_sandbox_admin_token)
+                                    admin_token=options.layer_sandbox_admin_token,
+                                    timeout=options.layer_sandbox_timeout)
     except SandboxUnavailable as exc:
         pytest.fail(f"layer-sandbox: {exc}", pytrace=False)
     yield server

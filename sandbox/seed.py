@@ -1,14 +1,18 @@
 """Deterministic seed data: businesses, customers, invoices, ledger accounts and credits.
 
-One integer seed drives one Faker instance and the store's id generator, and every timestamp is
-counted back from the scenario's fixed `epoch`, so the same seed and scenario give byte-identical
-state on any machine at any time. What gets seeded (counts, locale, the chart of accounts,
+One integer seed drives the store's id generator, a random stream for everything that is not text
+(counts, amounts, times, choices, external ids) and a Faker instance for the text (names,
+companies, emails, addresses); every timestamp is counted back from the scenario's fixed `epoch`.
+So the same seed and scenario give byte-identical state on any machine at any time with the same
+Faker release, and the same ids, amounts and times with any Faker release (only the text follows
+Faker's word lists). What gets seeded (counts, locale, the chart of accounts,
 allocated and deleted credits) comes from a scenario file in `fixtures/scenarios/`, checked key by
 key as it is read (`sandbox.scenariofile`): a typo is an error naming the key and the file.
 """
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 from collections import OrderedDict
@@ -171,7 +175,11 @@ def _faker(locale: str, seed: int) -> Faker:
 class _Seeder:
     def __init__(self, scenario: Scenario, seed: int) -> None:
         self.scenario = scenario
+        # Two streams: Faker writes the text (names, companies, emails, addresses), which differs
+        # between Faker releases; `rng` draws everything else (counts, amounts, times, choices,
+        # external ids), so ids and numbers are the same with any Faker for the same seed.
         self.fake = _faker(scenario.locale, seed)
+        self.rng = random.Random(f"layer-sandbox:{seed}")
         self.ids = IdSource(seed)
         self._batches: dict[int, dict] = {}
 
@@ -179,7 +187,11 @@ class _Seeder:
         """A moment in the scenario's history window, at whole-second precision."""
         span = self.scenario.history_days * 86400
         low = 0 if earliest_days is None else int(earliest_days * 86400)
-        return self.scenario.epoch - timedelta(seconds=self.fake.random_int(low, span))
+        return self.scenario.epoch - timedelta(seconds=self.rng.randint(low, span))
+
+    def phone(self) -> str:
+        digits = f"{self.rng.randrange(10**10):010d}"
+        return f"+1-{digits[:3]}-{digits[3:6]}-{digits[6:]}"
 
     def business(self, counts: dict) -> Business:
         business = Business(id=self.ids.new(), name=self.fake.company())
@@ -204,31 +216,31 @@ class _Seeder:
         for number in range(counts["invoices"]):
             invoice = Invoice(
                 id=self.ids.new(),
-                customer_id=self.fake.random_element(customers).id,
+                customer_id=self.rng.choice(customers).id,
                 invoice_number=f"INV-{1001 + number}",
                 sent_at=format_timestamp(self.moment()),
-                total_amount=self.fake.random_int(20, 2000) * 100,
+                total_amount=self.rng.randint(20, 2000) * 100,
             )
             business.invoices[invoice.id] = invoice
         for number in range(counts["credits"]):
             credit = self.credit(business, customers, number, counts)
             business.credits[credit.id] = credit
         credits = list(business.credits.values())
-        for credit in self.fake.random_elements(credits, length=min(counts["deleted"], len(credits)), unique=True):
+        for credit in self.rng.sample(credits, min(counts["deleted"], len(credits))):
             credit.deleted_at = credit.updated_at = format_timestamp(
-                parse_timestamp(credit.updated_at) + timedelta(seconds=self.fake.random_int(60, 86400)))
+                parse_timestamp(credit.updated_at) + timedelta(seconds=self.rng.randint(60, 86400)))
         return business
 
     def customer(self, with_external_id: bool) -> Customer:
-        is_company = self.fake.boolean(60)
+        is_company = self.rng.random() < 0.6
         return Customer(
             id=self.ids.new(),
-            external_id=f"cus_{self.fake.bothify('########')}" if with_external_id else None,
+            external_id=f"cus_{self.rng.randrange(10**8):08d}" if with_external_id else None,
             individual_name=self.fake.name(),
             company_name=self.fake.company() if is_company else None,
             email=self.fake.email(),
-            mobile_phone=self.fake.numerify("+1-###-###-####"),
-            office_phone=self.fake.numerify("+1-###-###-####") if is_company else None,
+            mobile_phone=self.phone(),
+            office_phone=self.phone() if is_company else None,
             address_string=self.fake.address().replace("\n", ", "),
             memo=None,
             status="ACTIVE",
@@ -245,9 +257,9 @@ class _Seeder:
 
     def tags(self, business: Business, count: int) -> tuple[Tag, ...]:
         tags = []
-        for key in self.fake.random_elements(sorted(TAG_VOCABULARY), length=count, unique=True):
+        for key in self.rng.sample(sorted(TAG_VOCABULARY), count):
             display, values = TAG_VOCABULARY[key]
-            value = self.fake.random_element(values)
+            value = self.rng.choice(values)
             dimension_id = business.tag_dimensions.setdefault(key, self.ids.new())
             definition_id = business.tag_definitions.setdefault((key, value), self.ids.new())
             tags.append(Tag(self.ids.new(), key, value, dimension_id, definition_id, display, sys.intern(value.title())))
@@ -255,22 +267,22 @@ class _Seeder:
 
     def credit(self, business: Business, customers: list[Customer], number: int, counts: dict) -> CustomerCredit:
         accounts = [business.account_by_stable_name(name) for name in self.scenario.credit_line_accounts]
-        customer = self.fake.random_element(customers)
+        customer = self.rng.choice(customers)
         created = self.moment(earliest_days=1)
-        updated = created + timedelta(seconds=self.fake.random_int(0, 86400))
-        rich = self.fake.random.random() < counts["tagged_share"]
+        updated = created + timedelta(seconds=self.rng.randint(0, 86400))
+        rich = self.rng.random() < counts["tagged_share"]
         credit_id = self.ids.new()
         lines = [
             LineItem(
                 id=self.ids.new(),
-                ledger_account=self.fake.random_element(accounts),
-                amount=self.fake.random_int(5, 500) * 100,
-                memo=self.fake.random_element(MEMOS) if rich else None,
-                metadata={"sku": self.fake.bothify("SKU-####")} if rich else None,
+                ledger_account=self.rng.choice(accounts),
+                amount=self.rng.randint(5, 500) * 100,
+                memo=self.rng.choice(MEMOS) if rich else None,
+                metadata={"sku": f"SKU-{self.rng.randrange(10**4):04d}"} if rich else None,
                 reference_number=None,
                 transaction_tags=self.tags(business, 1) if rich else NO_TAGS,
             )
-            for _ in range(self.fake.random_int(1, 3))
+            for _ in range(self.rng.randint(1, 3))
         ]
         credit = CustomerCredit(
             id=credit_id,
@@ -279,14 +291,14 @@ class _Seeder:
             line_items=lines,
             created_at=format_timestamp(created),
             updated_at=format_timestamp(updated),
-            external_id=f"credit-{number + 1:05d}" if self.fake.boolean(75) else None,
-            sent_at=format_timestamp(created + timedelta(hours=1)) if self.fake.boolean(80) else None,
+            external_id=f"credit-{number + 1:05d}" if self.rng.random() < 0.75 else None,
+            sent_at=format_timestamp(created + timedelta(hours=1)) if self.rng.random() < 0.8 else None,
             transaction_tags=self.tags(business, 2) if rich else NO_TAGS,
-            memo=self.fake.random_element(MEMOS) if rich else None,
+            memo=self.rng.choice(MEMOS) if rich else None,
             metadata=self.batch_metadata(number // 10) if rich else None,
             reference_number=f"CR-{number + 1:05d}" if rich else None,
         )
-        draw = self.fake.random.random()
+        draw = self.rng.random()
         shares = counts["allocations"]
         if draw < shares.get("full", 0):
             self.allocate_fully(business, credit)
@@ -308,8 +320,8 @@ class _Seeder:
     def allocate_partly(self, business: Business, credit: CustomerCredit) -> None:
         """One or two allocations that leave part of the credit unapplied."""
         remaining = credit.total_amount - 1
-        for invoice in self.open_invoices(business, credit)[: self.fake.random_int(1, 2)]:
-            amount = min(remaining, invoice.outstanding_balance, self.fake.random_int(1, 100) * 100)
+        for invoice in self.open_invoices(business, credit)[: self.rng.randint(1, 2)]:
+            amount = min(remaining, invoice.outstanding_balance, self.rng.randint(1, 100) * 100)
             if amount <= 0:
                 break
             self.allocate(credit, invoice, amount)

@@ -288,6 +288,7 @@ class Store:
             credit = self.credit(business_id, credit_id)
             business = self.businesses[business_id]
             self._unindex(business, credit)
+            credit = self._own(business, credit)
             now = self._stamp(credit)
             credit.deleted_at = now
             credit.updated_at = now
@@ -379,6 +380,7 @@ class Store:
             previous = {a.invoice_id: a.id for a in credit.allocations}
             for allocation in changes["allocations"]:
                 allocation.id = previous.pop(allocation.invoice_id, allocation.id)
+        credit = self._own(business, credit)
         for name, value in changes.items():
             setattr(credit, name, value)
         credit.updated_at = self._stamp(credit)
@@ -545,6 +547,15 @@ class Store:
             self._external_ids[business.id].pop(credit.external_id, None)
         for allocation in credit.allocations:
             business.invoices[allocation.invoice_id].credited_amount -= allocation.amount
+
+    @staticmethod
+    def _own(business: Business, credit: CustomerCredit) -> CustomerCredit:
+        """The credit as this store's own copy, about to be changed: stores cloned from one
+        template share its credits (Store.clone), so a write never changes one in place. The copy
+        keeps the credit's id, and so its place in the indexes (which hold ids)."""
+        mine = credit.copy()
+        business.credits[mine.id] = mine
+        return mine
 
     def _wrote(self, business: Business, credit: CustomerCredit) -> None:
         if self.on_write is not None:

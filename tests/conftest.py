@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from support import Checked, ContractCheck, SandboxProcess, checking_client
+from support import Checked, ContractCheck, SandboxProcess, checking_client, share_tls_context
+
+share_tls_context()
 
 
 @pytest.fixture(scope="session")

@@ -121,8 +121,10 @@ class Shell:
     def __init__(self, cwd: Path, env: dict, isolated: bool) -> None:
         self.head = cwd / ".curl-head"
         prefix = ["unshare", "-rn", sys.executable, "-c", LOOPBACK_UP] if isolated else []
+        # A session of its own: closing it stops everything it started (the sandbox included).
         self.process = subprocess.Popen(prefix + ["bash", "--norc", "--noprofile"], cwd=cwd, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         self._buffer = b""
         self.run(f"set -u -o pipefail; curl() {{ rm -f {self.head}; command curl -D {self.head} \"$@\"; }}")
 
@@ -148,12 +150,19 @@ class Shell:
         return int(status), output.decode(errors="replace").rstrip("\n"), int(http) if http else None
 
     def close(self) -> None:
-        try:
-            self.process.stdin.close()
-            self.process.wait(timeout=15)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
+        """Ends the session and whatever it started (SIGTERM, then SIGKILL)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=15)
+                time.sleep(0.2)  # the group's other members get their signal too; let them go
+            except subprocess.TimeoutExpired:
+                continue
+        self.process.stdin.close()
+        self.process.stdout.close()
 
 
 def can_isolate() -> bool:
@@ -182,7 +191,9 @@ def workdir(tmp: Path) -> Path:
 def start_and_stop(text: str, cwd: Path, env: dict, isolated: bool, timeout: float = 120.0) -> str:
     """Runs a command that starts a server: it must say where it listens, and exit 0 on SIGTERM."""
     prefix = ["unshare", "-rn", sys.executable, "-c", LOOPBACK_UP] if isolated else []
-    process = subprocess.Popen(prefix + ["bash", "--norc", "--noprofile", "-c", f"set -u; exec {text}"], cwd=cwd,
+    # The shell ignores the SIGTERM sent to the whole group at the end; the server, which handles
+    # it, stops, and the shell answers with the server's exit status.
+    process = subprocess.Popen(prefix + ["bash", "--norc", "--noprofile", "-c", f"set -u; trap '' TERM; {text}"], cwd=cwd,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     output = b""
     deadline = time.monotonic() + timeout

@@ -33,6 +33,31 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CREDITS = "/v1/businesses/{business}/invoices/customer-credits"
 
 
+def share_tls_context() -> None:
+    """Every httpx client the tests make (each `httpx.get(...)` makes one) builds a TLS context,
+    loading the whole CA bundle: ~20 ms, for clients that only ever speak plain HTTP to
+    127.0.0.1, hundreds of times a run. The tests share one context instead. (A test-suite
+    shortcut into httpx's transport module; left alone where that module differs.)"""
+    import functools
+
+    try:
+        from httpx._transports import default
+    except ImportError:
+        return
+    make = getattr(default, "create_ssl_context", None)
+    if make is None or getattr(make, "shared", False):
+        return
+    shared = functools.lru_cache(maxsize=None)(lambda trust_env: make(verify=True, cert=None, trust_env=trust_env))
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True, **kwargs):
+        if verify is True and cert is None and not kwargs:
+            return shared(trust_env)
+        return make(verify=verify, cert=cert, trust_env=trust_env, **kwargs)
+
+    create_ssl_context.shared = True
+    default.create_ssl_context = create_ssl_context
+
+
 def credits_path(business_id: str, credit_id: str | None = None) -> str:
     path = CREDITS.format(business=business_id)
     return path if credit_id is None else f"{path}/{credit_id}"

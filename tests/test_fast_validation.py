@@ -181,3 +181,27 @@ def test_remembered_urls_share_the_spec_accessors():
     finder = contract._requests.path_finder
     operations = {id(found.operation) for found in finder._found.values()}
     assert len(operations) == 1
+
+
+@pytest.mark.parametrize("value", [2.0, "2", True])
+def test_a_nullable_integer_of_the_wrong_kind_is_caught_on_a_page(sandbox, value):
+    """`total_count` is a nullable integer: jsonschema-rs before 0.40.2 took 2.0 for one where
+    openapi-core does not (the lower bound in pyproject.toml; `.ci/lowest` runs this file)."""
+    import httpx
+
+    business = httpx.get(f"{sandbox.base_url}/__sandbox/businesses").json()["data"][0]
+    page = httpx.get(sandbox.base_url + credits_path(business["id"]), params={"limit": 2, "show_total_count": "true"},
+                     headers={"Authorization": "Bearer t"})
+    page.read()
+    body = page.json()
+    body["meta"]["pagination"]["total_count"] = value
+    content = json.dumps(body).encode()
+    mutated = httpx.Response(200, headers={"content-type": "application/json"}, content=content, request=page.request)
+    mutated.read()
+    expected = ContractCheck(load_spec()).response_errors(mutated)
+    request = page.request
+    scope = {"path": request.url.path, "method": request.method, "scheme": "http", "query_string": request.url.query}
+    ours = Contract(copy.deepcopy(load_spec())).response_violations(
+        ContractRequest(scope, Headers(list(request.headers.items())), b""),
+        ContractResponse(200, Headers({"content-type": "application/json"}), content))
+    assert expected and ours, (value, ours, expected)

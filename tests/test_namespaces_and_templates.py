@@ -35,8 +35,10 @@ def test_a_namespace_is_byte_for_byte_what_seeding_makes_even_after_writes_to_ot
         assert made.json()["data"] == {"status": "created", "namespace": "tpl-a", "scenario": "paging", "seed": 5}
         business = control.get("/businesses", headers={NS: "tpl-a"}).json()["data"][0]
         with checking_client(sandbox.base_url, _check(), headers={**AUTH, NS: "tpl-a"}) as client:
-            first = client.get(credits_path(business["id"])).json()["data"][0]
+            first, second = client.get(credits_path(business["id"])).json()["data"][:2]
             assert client.delete(credits_path(business["id"], first["id"])).status_code == 200
+            assert client.patch(credits_path(business["id"], second["id"]), json={
+                "memo": "changed in tpl-a", "allocations": []}).status_code == 200
             assert client.post(credits_path(business["id"]), json={
                 "customer_id": business["customers"][0]["id"], "line_items": [stable_line("SALES")]}).status_code == 201
         assert control.put("/namespaces/tpl-b", json={"seed": 5, "scenario": "paging"}).status_code == 201
@@ -163,3 +165,27 @@ def test_an_export_given_as_a_state_file_says_what_to_do(tmp_path, sandbox):
     result = subprocess.run(sandbox_command() + ["--port", "0", "--load-state", str(not_state)], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 1 and "--load-state" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_journal_bounds_the_bodies_it_keeps():
+    """The journal's own bookkeeping (a data structure, checked directly): bodies are cut at
+    64 KiB, all of them held under the budget, the oldest entries losing theirs first, and
+    nothing kept for entries the journal no longer has."""
+    from layer_sandbox.journal import BODY_LIMIT, Journal
+
+    journal = Journal(size=300, body_budget=1_000_000)
+    for number in range(1000):
+        entry = {"namespace": "default", "method": "POST", "path": f"/p/{number}", "status": 200,
+                 "operation_id": "x", "request_validation": "pass", "response_validation": "pass"}
+        journal.record(entry, b'{"n": %d, "pad": "%s"}' % (number, b"x" * 3000))
+        journal.add_body(entry, b"y" * 5000)
+        journal.add_body(entry, b"z" * (BODY_LIMIT if number == 999 else 0))
+    entries = journal.query()
+    held = sum(len(e["request_body"]["pad"]) if e["request_body"] else 0 for e in entries)
+    assert len(entries) == 300 and journal._body_bytes <= 1_000_000 and held < 1_000_000
+    assert entries[0].get("bodies_dropped") and entries[0]["request_body"] is None
+    assert entries[-1]["request_body"]["n"] == 999 and entries[-1]["bodies_truncated"]
+    assert len(entries[-1]["response_body"]) == BODY_LIMIT
+    assert len(journal._holding) <= 300
+    journal.clear()
+    assert journal._body_bytes == 0 and not journal._holding

@@ -140,7 +140,7 @@ def test_an_unreachable_sandbox_is_one_clear_line(pytester):
             def test_uses_it(layer_sandbox):
                 pass
         """)
-        result = pytester.runpytest_subprocess(*CONSUMER, "--layer-sandbox-url", url)
+        result = pytester.runpytest_subprocess(*CONSUMER, "--layer-sandbox-url", url, "--layer-sandbox-timeout", "1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*layer-sandbox: no layer-sandbox answers at {url}*"])
     assert "Traceback" not in result.stdout.str()

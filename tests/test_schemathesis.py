@@ -27,9 +27,9 @@ def _toml_list(values) -> str:
 def config_for(business: dict) -> str:
     """schemathesis.toml for one seeded business.
 
-    - The business id is fixed and the body's customer, ledger account and invoice ids are drawn
-      (90% of the time) from the seeded ones, so that creates succeed and the stateful phase can
-      chain create -> fetch -> update -> delete -> fetch.
+    - The business id is fixed and the body's customer (by id or external id), ledger account (by
+      id or stable name) and invoice ids are drawn (90% of the time) from the seeded ones, so that
+      creates succeed and the stateful phase can chain create -> fetch -> update -> delete -> fetch.
     - `positive_data_acceptance` also accepts 422: the contract declares it, on every operation
       that takes a body, for well-formed requests that break a business rule JSON Schema cannot
       state (`customer_id` and `customer_external_id` naming different customers, allocations
@@ -43,13 +43,19 @@ def config_for(business: dict) -> str:
 [parameters]
 "path.businessId" = "{business["id"]}"
 "body.customer_id" = {{ dictionary = "customers", probability = 0.9 }}
+"body.customer_external_id" = {{ dictionary = "customer_external_ids", probability = 0.9 }}
 "body.line_items[*].revenue_account_identifier.id" = {{ dictionary = "accounts", probability = 0.9 }}
+"body.line_items[*].revenue_account_identifier.stable_name" = {{ dictionary = "stable_names", probability = 0.9 }}
 "body.allocations[*].invoice_id" = {{ dictionary = "invoices", probability = 0.9 }}
 
 [dictionaries.customers]
 values = {_toml_list(c["id"] for c in business["customers"])}
+[dictionaries.customer_external_ids]
+values = {_toml_list(c["external_id"] for c in business["customers"] if c["external_id"])}
 [dictionaries.accounts]
 values = {_toml_list(a["id"] for a in business["ledger_accounts"])}
+[dictionaries.stable_names]
+values = {_toml_list(a["stable_name"] for a in business["ledger_accounts"])}
 [dictionaries.invoices]
 values = {_toml_list(i["id"] for i in business["invoices"])}
 
