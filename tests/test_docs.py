@@ -110,3 +110,12 @@ def test_no_page_points_outside_the_repository():
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
             if not re.match(r"https?://", target):
                 assert (page.parent / target).resolve().exists(), f"{page.name} links to {target}, which is missing"
+
+
+def test_the_contract_page_lists_every_deviation_of_openapi_yaml():
+    import yaml
+
+    deviations = yaml.safe_load((ROOT / "openapi.yaml").read_text())["x-deviations"]
+    listed = re.findall(r"^\| (D\d+) \| (.+) \|$", (ROOT / "docs" / "contract.md").read_text(), re.M)
+    assert listed == [(d["id"], d["title"]) for d in deviations]
+    assert f"its {len(deviations)} deviations" in README.read_text()

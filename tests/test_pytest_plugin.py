@@ -310,3 +310,37 @@ def test_namespaces_are_dropped_after_each_test_and_paths_match_whole(pytester):
     result = pytester.runpytest_subprocess(*CONSUMER, "-rA")
     result.assert_outcomes(passed=31, failed=1)
     result.stdout.fnmatch_lines(["*the test's own failure*", "*layer-sandbox contract violations*", "*field: limit*"])
+
+
+def test_the_plugin_alone_in_a_test_environment_without_the_servers_packages(tmp_path, running):
+    """`pip install --no-deps layer-sandbox` beside pytest alone: a consumer whose own versions
+    clash with the sandbox's runs the sandbox elsewhere and its suite here."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["pytest"], check=True, timeout=300, capture_output=True)
+    subprocess.run(pip + ["--no-deps", str(ROOT)], check=True, timeout=300, capture_output=True)
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                               capture_output=True, text=True, check=True).stdout.lower()
+    assert "layer-sandbox==" in installed or "layer_sandbox==" in installed
+    assert not any(f"{name}==" in installed for name in ("connexion", "flask", "faker", "openapi-core", "httpx"))
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_consumer.py").write_text('''
+import json
+import urllib.request
+
+
+def test_through_the_plugin(layer_sandbox):
+    business = layer_sandbox.businesses()[0]["id"]
+    request = urllib.request.Request(
+        f"{layer_sandbox.base_url}/v1/businesses/{business}/invoices/customer-credits?limit=1",
+        headers={"Authorization": "Bearer t"})
+    with urllib.request.urlopen(request) as answer:
+        assert json.load(answer)["data"]
+    layer_sandbox.assert_requests("GET", count=1, status=200)
+''')
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+                             "--layer-sandbox-url", running.base_url], cwd=suite, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
