@@ -51,8 +51,13 @@ def _stop_cleanly_on_signals(server) -> None:
         signal.signal(number, stop)
 
 
+def _shown(host: str) -> str:
+    """A host as a URL holds it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def _announce(config: Config, port: int, app) -> None:
-    shown_host = f"[{config.host}]" if ":" in config.host else config.host
+    shown_host = _shown(config.host)
     scoped = sum(1 for t in config.tokens if "=" in t)
     token = (f"only the {len(config.tokens)} configured --token(s), {scoped} scoped to one business"
              if config.tokens else "any bearer token") + ("; control routes need --admin-token" if config.admin_token else "")
@@ -273,7 +278,7 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
     sock = _listening_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(Config())))
     _stop_cleanly_on_signals(server)
-    shown_host = f"[{host}]" if ":" in host else host
+    shown_host = _shown(host)
     click.echo(f"layer-sandbox proxy listening on http://{shown_host}:{sock.getsockname()[1]} -> {upstream} "
                f"(drift report: GET /__sandbox/requests{', JUnit: ' + str(junit_xml) if junit_xml else ''})")
     sys.stdout.flush()

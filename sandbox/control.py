@@ -154,19 +154,16 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
             return answer
         return checkpointed
 
-    def from_path() -> bool:
-        """Whether the namespace was named by a `/__ns/NAME/...` URL rather than the header."""
+    def named_in() -> str:
+        """Where the request named its namespace: a `/__ns/NAME/...` URL, or the header."""
         notes = flask.request.environ.get("asgi.scope", {}).get("extensions", {}).get(NOTES, {})
-        return bool(notes.get("namespace_from_path"))
+        return "prefix" if notes.get("namespace_from_path") else "header"
 
     def current() -> Namespace:
         try:
             return sandbox.namespace(flask.request.headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
-            raise from_namespace_error(exc, from_path()) from None
-
-    def describe(namespace: Namespace) -> dict:
-        return {"namespace": namespace.name, "scenario": namespace.scenario.name, "seed": namespace.seed}
+            raise from_namespace_error(exc, named_in()) from None
 
     @routes.get("/health")
     def health():
@@ -190,7 +187,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         if "scenario" in payload and scenario is None:
             raise bad_request("scenario must be a scenario name", location="body", field="scenario")
         namespace.reset(_seed_of(payload), scenario)
-        return envelope.data({"status": "reset", **describe(namespace)})
+        return envelope.data({"status": "reset", **namespace.describe()})
 
     @routes.get("/scenarios")
     def scenarios():
@@ -208,7 +205,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         scenario = _scenario(name, field="name")
         namespace = current()
         namespace.reset(_seed_of(_json_object(("seed",))), scenario)
-        return envelope.data({"status": "loaded", **describe(namespace)})
+        return envelope.data({"status": "loaded", **namespace.describe()})
 
     # ------------------------------------------------------------------ state
 
@@ -227,7 +224,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         except StateError as exc:
             raise bad_request(f"State not imported, nothing changed: {exc}", location="body",
                               field="(root)", problems=exc.problems) from None
-        return envelope.data({"status": "imported", **describe(namespace)})
+        return envelope.data({"status": "imported", **namespace.describe()})
 
     @routes.post("/save")
     def save():
@@ -315,7 +312,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         try:
             check_namespace_name(name)
         except NamespaceError as exc:
-            raise from_namespace_error(exc, from_path()) from None
+            raise from_namespace_error(exc, named_in()) from None
         return name
 
     @routes.get("/requests")
@@ -344,7 +341,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
 
     @routes.get("/namespaces")
     def namespaces():
-        return envelope.data([describe(ns) for ns in list(sandbox.namespaces.values())])
+        return envelope.data([ns.describe() for ns in list(sandbox.namespaces.values())])
 
     @routes.put("/namespaces/<name>")
     def put_namespace(name: str):
@@ -359,10 +356,10 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         try:
             namespace, created = sandbox.create(name, _seed_of(payload), scenario, replace=True)
         except NamespaceError as exc:
-            raise from_namespace_error(exc, from_path=False) from None
+            raise from_namespace_error(exc, "name") from None
         if not created and sandbox.state_file is not None:
             sandbox.checkpoint()
-        return envelope.data({"status": "created" if created else "reset", **describe(namespace)}), (
+        return envelope.data({"status": "created" if created else "reset", **namespace.describe()}), (
             201 if created else 200)
 
     @routes.delete("/namespaces/<name>")
@@ -370,7 +367,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         try:
             dropped = sandbox.drop(name)
         except NamespaceError as exc:
-            raise from_namespace_error(exc, from_path=False) from None
+            raise from_namespace_error(exc, "name") from None
         if not dropped:
             raise ApiError(404, f"No namespace {name!r}", {"field": "name", "resource": "namespace"})
         journal.clear(name)

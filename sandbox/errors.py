@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-from .runtime import NAMESPACE_HEADER, DefaultNamespace, NamespaceError, NamespaceLimit
+from .naming import NAMESPACE_HEADER, DefaultNamespace, NamespaceError, NamespaceLimit
 from .store import InvalidInput, NotFound, RuleViolation, StoreError
 
 log = logging.getLogger("layer_sandbox.errors")
@@ -100,12 +100,14 @@ def from_store_error(exc: StoreError) -> ApiError:
     return ApiError(400, exc.message, meta or None)
 
 
-def from_namespace_error(exc: NamespaceError, from_path: bool) -> ApiError:
+def from_namespace_error(exc: NamespaceError, named_in: str) -> ApiError:
     """A namespace the sandbox cannot give: a bad name is the client's (400), naming where the
-    name came from (`/__ns/NAME` in the path, or the header); the namespace limit is the
-    sandbox's own (503, until one is deleted); the default namespace is never deleted (409)."""
-    where = {"location": "path", "field": "/__ns/{namespace}"} if from_path else {
-        "location": "header", "field": NAMESPACE_HEADER}
+    name came from (`named_in`: the `header`, a `/__ns/NAME` `prefix` of the URL, or the route's
+    own `name`); the namespace limit is the sandbox's own (503, until one is deleted); the default
+    namespace is never deleted (409)."""
+    where = {"header": {"location": "header", "field": NAMESPACE_HEADER},
+             "prefix": {"location": "path", "field": "/__ns/{namespace}"},
+             "name": {"location": "path", "field": "name"}}[named_in]
     if isinstance(exc, NamespaceLimit):
         return ApiError(503, f"No new namespace: {exc}", {"reason": "namespace_limit"})
     if isinstance(exc, DefaultNamespace):

@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass
 
 from .errors import ApiError, bad_request
+from .resources import HTTP_METHODS
 from .rules import Directive, DirectiveError, glob_meets_template
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # What a path parameter of `format: uuid` can hold and pass request validation, which comes before
 # any forcing: hex digits and hyphens (Python's UUID, behind the format check, also strips braces,
 # `urn:` and `uuid:`). A rule's glob can only reach such a parameter through these.

@@ -6,8 +6,10 @@ violation, any forced response). The `Authorization` header and token are never 
 
 Bodies are kept as the bytes that crossed the wire, so that a test can check what its code sent
 (`assert_requests(..., json={...})`); they are bounded twice: each to `BODY_LIMIT` bytes (the rest
-cut, and the entry says so), and all of them together to `body_budget` bytes, past which the
-oldest entries lose their bodies first (they keep everything else).
+cut, and the entry says so), and the request bodies and the response bodies each to
+`body_budget` bytes in all, past which the oldest entries lose that body first (`bodies_dropped`;
+they keep everything else). The two budgets are apart so that large answers (a page is ~28 KB)
+never push out the small requests a test asserts on.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class Journal:
         self._lock = threading.Lock()
         self.size = size
         self.body_budget = body_budget
-        self._body_bytes = 0
-        self._holding: deque[dict] = deque()
+        # Per body: the bytes held, and the entries that hold one, oldest first.
+        self._held = dict.fromkeys(BODIES, 0)
+        self._holding: dict[str, deque[dict]] = {name: deque() for name in BODIES}
 
     def record(self, entry: dict, request_body: bytes | None = None) -> None:
         """Add an entry (and the request's body). The response body follows with `add_body`."""
@@ -45,9 +48,7 @@ class Journal:
             entry["at"] = format_timestamp(datetime.now(UTC))
             entry["request_body"] = entry["response_body"] = None
             if len(self._entries) == self.size:
-                self._forget_bodies(self._entries.popleft())
-                while self._holding and not self._holds(self._holding[0]):
-                    self._holding.popleft()
+                self._retire(self._entries.popleft())
             self._entries.append(entry)
             self._keep(entry, "request_body", request_body)
 
@@ -56,7 +57,7 @@ class Journal:
         if self.size == 0 or not chunk:
             return
         with self._lock:
-            if entry.get("bodies_dropped"):
+            if entry.get("bodies_dropped") or entry.get("retired"):
                 return
             self._keep(entry, "response_body", (entry["response_body"] or b"") + chunk)
 
@@ -65,27 +66,29 @@ class Journal:
             return
         if len(body) > BODY_LIMIT:
             body, entry["bodies_truncated"] = body[:BODY_LIMIT], True
-        if not self._holds(entry):
-            self._holding.append(entry)  # entries that hold bodies, oldest first
-        self._body_bytes += len(body) - len(entry[name] or b"")
+        holding = self._holding[name]
+        if entry[name] is None:
+            holding.append(entry)
+        self._held[name] += len(body) - len(entry[name] or b"")
         entry[name] = body
-        while self._body_bytes > self.body_budget and self._holding[0] is not entry:
-            oldest = self._holding.popleft()
-            if self._forget_bodies(oldest):
+        while self._held[name] > self.body_budget and holding[0] is not entry:
+            oldest = holding.popleft()
+            if oldest[name] is not None:
+                self._held[name] -= len(oldest[name])
+                oldest[name] = None
                 oldest["bodies_dropped"] = True
 
-    @staticmethod
-    def _holds(entry: dict) -> bool:
-        return entry["request_body"] is not None or entry["response_body"] is not None
-
-    def _forget_bodies(self, entry: dict) -> bool:
-        """Drop an entry's bodies; whether it had any."""
-        held = 0
+    def _retire(self, entry: dict) -> None:
+        """An entry leaves the journal: its bodies stop counting, and a body still on its way is
+        not kept for it."""
+        entry["retired"] = True
         for name in BODIES:
-            held += len(entry.get(name) or b"")
-            entry[name] = None
-        self._body_bytes -= held
-        return held > 0
+            if entry[name] is not None:
+                self._held[name] -= len(entry[name])
+                entry[name] = None
+            holding = self._holding[name]
+            while holding and holding[0].get("retired"):
+                holding.popleft()
 
     def query(self, namespace: str | None = None, method: str | None = None, path: str | None = None,
               status: int | None = None, operation_id: str | None = None, contract: str | None = None,
@@ -113,10 +116,11 @@ class Journal:
             kept = [] if namespace is None else [e for e in self._entries if e["namespace"] != namespace]
             for entry in self._entries:
                 if namespace is None or entry["namespace"] == namespace:
-                    self._forget_bodies(entry)
+                    self._retire(entry)
             self._entries.clear()
             self._entries.extend(kept)
-            self._holding = deque(e for e in self._holding if self._holds(e))
+            for name in BODIES:
+                self._holding[name] = deque(e for e in self._holding[name] if not e.get("retired"))
             return before - len(kept)
 
 
@@ -131,7 +135,7 @@ def _outcomes(entry: dict) -> tuple[str, ...]:
 
 def _readable(entry: dict) -> dict:
     """An entry as GET /__sandbox/requests shows it: a JSON body as JSON, another as text."""
-    return {**entry, **{name: _decode(entry.get(name)) for name in BODIES}}
+    return {**{k: v for k, v in entry.items() if k != "retired"}, **{name: _decode(entry.get(name)) for name in BODIES}}
 
 
 def _decode(body: bytes | None):

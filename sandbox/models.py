@@ -7,6 +7,7 @@ kept in the wire format of `sandbox.timestamps`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,8 +112,7 @@ class Invoice:
         return self.total_amount - self.credited_amount
 
     def clone(self) -> Invoice:
-        return Invoice(self.id, self.customer_id, self.invoice_number, self.sent_at, self.total_amount,
-                       self.credited_amount)
+        return copy.copy(self)
 
 
 @dataclass(slots=True)
@@ -179,10 +179,7 @@ class CustomerCredit:
         """A copy whose own fields a write may change (see Store._own). Line items, allocations
         and tags are shared: nothing changes them once a credit holds them (a write assigns new
         sequences)."""
-        return CustomerCredit(self.id, self.business_id, self.customer, self.line_items, self.created_at,
-                              self.updated_at, self.external_id, self.sent_at, self.allocations,
-                              self.deleted_at, self.transaction_tags, self.memo, self.metadata,
-                              self.reference_number)
+        return copy.copy(self)
 
     @property
     def is_deleted(self) -> bool:

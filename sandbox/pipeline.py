@@ -110,17 +110,19 @@ class Pipeline:
         extra_headers: dict[str, str] = {}
         directive = Directive()
 
-        # The namespace, the token and the contract are each judged on their own, so that the
-        # journal says whether the request itself kept the contract even when the sandbox cannot
-        # give it a namespace; the namespace's problem is the one answered.
-        namespace = namespace_error = None
-        try:
-            if len(headers.getlist(NAMESPACE_HEADER)) > 1:
-                raise NamespaceError(f"{NAMESPACE_HEADER} is given more than once")
-            namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
-        except NamespaceError as exc:
-            namespace_error = from_namespace_error(exc, notes.get("namespace_from_path", False))
+        # The token and the contract are judged whatever the namespace, so that the journal says
+        # whether the request itself kept the contract even when the sandbox cannot give it a
+        # namespace; the namespace's problem is the one answered. A request without a valid token
+        # makes no namespace.
         error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+        namespace = namespace_error = None
+        if error is None:
+            try:
+                if len(headers.getlist(NAMESPACE_HEADER)) > 1:
+                    raise NamespaceError(f"{NAMESPACE_HEADER} is given more than once")
+                namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
+            except NamespaceError as exc:
+                namespace_error = from_namespace_error(exc, "prefix" if notes.get("namespace_from_path") else "header")
         if not self.validate:
             notes["request_validation"] = "skipped"
         else:

@@ -53,7 +53,7 @@ def pytest_addoption(parser) -> None:
     group.addoption("--layer-sandbox-command", default=os.environ.get("LAYER_SANDBOX_COMMAND"),
                     help="how to start the sandbox (default: the layer-sandbox script beside this Python, or on "
                          "PATH), e.g. 'pipx run layer-sandbox' [env LAYER_SANDBOX_COMMAND]")
-    group.addoption("--layer-sandbox-timeout", type=float, default=float(os.environ.get("LAYER_SANDBOX_TIMEOUT", 30)),
+    group.addoption("--layer-sandbox-timeout", type=float, default=os.environ.get("LAYER_SANDBOX_TIMEOUT", "30"),
                     help="seconds to wait, at the start of the session, for the sandbox to answer (a service "
                          "container may still be starting) [env LAYER_SANDBOX_TIMEOUT, default 30]")
     group.addoption("--layer-sandbox-args", default=os.environ.get("LAYER_SANDBOX_ARGS", ""),
@@ -75,6 +75,10 @@ def layer_sandbox_server(request):
     from .testing import RunningSandbox, SandboxProcess, SandboxUnavailable
 
     options = request.config.option
+    scenario = options.layer_sandbox_scenario
+    if options.layer_sandbox_url and scenario and ("/" in scenario or scenario.endswith((".yaml", ".yml"))):
+        raise pytest.UsageError("--layer-sandbox-scenario with --layer-sandbox-url takes a scenario name: a running "
+                                "sandbox loads scenario files only through its own --scenario")
     try:
         if options.layer_sandbox_url:
             server = RunningSandbox(options.layer_sandbox_url, options.layer_sandbox_admin_token,
@@ -117,7 +121,15 @@ def layer_sandbox(request, layer_sandbox_server):
         handle.reset(seed=seed, scenario=scenario)
     # Otherwise the namespace is made by its first request, as the sandbox's own seed and scenario.
     yield handle
-    handle.drop()
+    from .testing import ControlError, SandboxUnavailable
+
+    try:
+        handle.drop()
+        problem = None
+    except (ControlError, SandboxUnavailable) as exc:
+        problem = f"layer-sandbox: the namespace {handle.namespace} could not be deleted: {exc}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -130,11 +142,11 @@ def pytest_runtest_makereport(item, call):
     handle = getattr(item, "funcargs", {}).get("layer_sandbox") if call.when == "call" else None
     if handle is None or handle.allow_violations or report.skipped:
         return
-    from .testing import SandboxUnavailable
+    from .testing import ControlError, SandboxUnavailable
 
     try:
         text = handle.violation_report()
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, ControlError) as exc:
         text = f"layer-sandbox: the sandbox's journal could not be read: {exc}"
     if not text:
         return

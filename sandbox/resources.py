@@ -22,14 +22,22 @@ SCENARIOS_DIR = FIXTURES_DIR / "scenarios"
 DEFAULT_SCENARIO = "default"
 
 
-def load_yaml(path):
-    """A YAML file (the contract, a scenario, the chart of accounts), parsed with libyaml when it
-    is there: several times faster than PyYAML's pure-Python parser, which matters at start-up."""
+# The keys of an OpenAPI path item that are operations.
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def parse_yaml(text):
+    """YAML text or bytes (the contract, a scenario, the chart of accounts, a published spec),
+    parsed with libyaml when it is there: several times faster than PyYAML's pure-Python parser,
+    which matters at start-up."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_yaml(path):
     with open(path, "rb") as stream:
-        return yaml.load(stream, Loader=loader)
+        return parse_yaml(stream)
 
 
 def load_spec(path) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,25 +22,17 @@ from .config import Config
 from .rules import RuleBook
 from .seed import Scenario, ScenarioError, Templates, scenario_names
 from .snapshot import StateError, export_store, import_store
+from .naming import (  # noqa: F401 -- re-exported: the namespace vocabulary lives in .naming
+    DEFAULT_NAMESPACE,
+    NAMESPACE_HEADER,
+    DefaultNamespace,
+    NamespaceError,
+    NamespaceLimit,
+    check_namespace_name,
+)
 from .store import Store
 
-DEFAULT_NAMESPACE = "default"
-NAMESPACE_HEADER = "X-Sandbox-Namespace"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
 log = logging.getLogger("layer_sandbox")
-
-
-class NamespaceError(ValueError):
-    """A namespace name the sandbox refuses."""
-
-
-class NamespaceLimit(NamespaceError):
-    """One namespace too many (--max-namespaces): the sandbox's limit, not the client's mistake."""
-
-
-class DefaultNamespace(NamespaceError):
-    """The default namespace cannot be deleted (it is where requests without a namespace go)."""
 
 
 @dataclass
@@ -79,6 +70,9 @@ class Namespace:
         self.detach()
         self.scenario, self.seed, self.store = scenario, seed, store
         self.rules.clear()
+
+    def describe(self) -> dict:
+        return {"namespace": self.name, "scenario": self.scenario.name, "seed": self.seed}
 
     def export(self) -> dict:
         return {**export_store(self.store), "namespace": self.name, "scenario": self.scenario.name,
@@ -246,16 +240,9 @@ class Sandbox:
         found = self.namespaces.get(name)
         if found is None:
             return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
-        return {"namespace": name, "exists": True, "scenario": found.scenario.name, "seed": found.seed}
+        return {**found.describe(), "exists": True}
 
     # The default namespace, for code that predates namespaces (and for printing at start-up).
     @property
     def store(self) -> Store:
         return self.namespace(DEFAULT_NAMESPACE).store
-
-
-def check_namespace_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise NamespaceError(
-            f"{name[:80]!r} is not a namespace name: use 1 to 64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit")

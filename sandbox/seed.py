@@ -339,13 +339,12 @@ class _Seeder:
         self.allocate(credit, invoice, credit.total_amount)
 
 
-def build_store(scenario: Scenario, seed: int, clock=None) -> Store:
-    """A fresh store holding the scenario's data for this seed."""
+def build_store(scenario: Scenario, seed: int) -> Store:
+    """A fresh store holding the scenario's data for this seed (a template: see Templates)."""
     with _FAKERS_LOCK:
         seeder = _Seeder(scenario, seed)
         businesses = [seeder.business(counts) for counts in scenario.businesses]
-    kwargs = {} if clock is None else {"clock": clock}
-    return Store(businesses, seeder.ids, **kwargs)
+    return Store(businesses, seeder.ids)
 
 
 class Templates:
@@ -354,11 +353,13 @@ class Templates:
     ~15 ms for the default scenario, which is what makes a fresh namespace per test cheap.
 
     A clone is byte for byte what seeding would make (tested). The templates are never handed
-    out, so nothing writes to them; the least recently used beyond `size` are forgotten."""
+    out, so nothing writes to them. They are bounded by the credits they hold (a scenario of
+    100,000 credits is ~200 MB): past `max_credits`, the least recently used are forgotten (the
+    newest is always kept), and seeded again if asked for."""
 
-    def __init__(self, size: int = 16) -> None:
-        self.size = size
-        self._stores: OrderedDict[str, Store] = OrderedDict()
+    def __init__(self, max_credits: int = 250_000) -> None:
+        self.max_credits = max_credits
+        self._stores: OrderedDict[str, tuple[Store, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def store(self, scenario: Scenario, seed: int, clock=None) -> Store:
@@ -366,13 +367,14 @@ class Templates:
         # and loaded again is another template.
         key = f"{seed}:{scenario!r}"
         with self._lock:
-            template = self._stores.get(key)
-            if template is not None:
+            found = self._stores.get(key)
+            if found is not None:
                 self._stores.move_to_end(key)
-        if template is None:
+        if found is None:
             template = build_store(scenario, seed)
+            found = (template, sum(len(business.credits) for business in template.businesses.values()))
             with self._lock:
-                self._stores[key] = template
-                while len(self._stores) > self.size:
+                self._stores[key] = found
+                while len(self._stores) > 1 and sum(credits for _, credits in self._stores.values()) > self.max_credits:
                     self._stores.popitem(last=False)
-        return template.clone(clock)
+        return found[0].clone(clock)

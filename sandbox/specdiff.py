@@ -26,7 +26,8 @@ import referencing.jsonschema
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+from .resources import HTTP_METHODS, parse_yaml
+
 FIELDS = ("type", "format", "nullable", "enum")
 # Deeper than this is refused as no usable document (real specs stay well under 40 levels):
 # it keeps every walk below within Python's recursion limit.
@@ -57,13 +58,8 @@ class SpecFileError(ValueError):
     """The file cannot be read or holds no OpenAPI document (exit status 2, not a finding)."""
 
 
-def _yaml(text: str):
-    """Safe YAML, with libyaml when it is there (several times faster on a 60 kB spec)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
 def _parse(text: str):
-    for parse in (json.loads, _yaml):
+    for parse in (json.loads, parse_yaml):
         try:
             return parse(text)
         except (ValueError, yaml.YAMLError, RecursionError):  # nesting too deep is no document either
@@ -91,9 +87,9 @@ def _shape_problem(document: dict) -> str | None:
         if not isinstance(item, dict):
             return f"{_pointer(['paths', path])} is not a mapping"
         for method, operation in item.items():
-            if method in METHODS and not isinstance(operation, dict):
+            if method in HTTP_METHODS and not isinstance(operation, dict):
                 return f"{_pointer(['paths', path, method])} is not a mapping"
-            if method in METHODS and not isinstance(operation.get("responses") or {}, dict):
+            if method in HTTP_METHODS and not isinstance(operation.get("responses") or {}, dict):
                 return f"{_pointer(['paths', path, method, 'responses'])} is not a mapping"
     if components is not None and not isinstance(components, dict):
         return "/components is not a mapping"
@@ -259,7 +255,7 @@ def _operations(document: dict) -> dict[tuple[str, str], dict]:
         (method.upper(), path): operation
         for path, item in (document.get("paths") or {}).items()
         for method, operation in item.items()
-        if method in METHODS and isinstance(operation, dict)
+        if method in HTTP_METHODS and isinstance(operation, dict)
     }
 
 

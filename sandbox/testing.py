@@ -86,19 +86,38 @@ class ControlClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):  # a kept-alive connection the server has closed is made again once
-            connection = getattr(self._local, "connection", None) or self._connect()
-            self._local.connection = connection
-            try:
-                connection.request(method, url, body=data, headers=headers)
-                response = connection.getresponse()
-                return _Answer(response.status, response.read())
-            except (http.client.HTTPException, OSError) as exc:
-                connection.close()
-                self._local.connection = None
-                if attempt == 2:
-                    raise SandboxUnavailable(f"{method} {self.root_url}{url}: {exc}") from None
-        raise AssertionError("unreachable")
+        kept = getattr(self._local, "connection", None)
+        connection = kept or self._connect()
+        self._local.connection = connection
+        try:
+            return self._send(connection, method, url, data, headers)
+        except _GONE:
+            if kept is None:
+                raise SandboxUnavailable(f"{method} {self.root_url}{url}: the connection was refused or closed") from None
+        except (http.client.HTTPException, OSError) as exc:  # a timeout may follow a request that arrived:
+            self._drop()                                    # never sent twice
+            raise SandboxUnavailable(f"{method} {self.root_url}{url}: {exc}") from None
+        # A kept-alive connection the sandbox had closed before the request reached it: once more,
+        # on a new one.
+        self._drop()
+        connection = self._local.connection = self._connect()
+        try:
+            return self._send(connection, method, url, data, headers)
+        except (http.client.HTTPException, OSError) as exc:
+            self._drop()
+            raise SandboxUnavailable(f"{method} {self.root_url}{url}: {exc}") from None
+
+    @staticmethod
+    def _send(connection, method: str, url: str, data: bytes | None, headers: dict) -> _Answer:
+        connection.request(method, url, body=data, headers=headers)
+        response = connection.getresponse()
+        return _Answer(response.status, response.read())
+
+    def _drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        self._local.connection = None
 
     def data(self, method: str, path: str, **kwargs):
         """The `data` of a successful answer; ControlError otherwise."""
@@ -108,10 +127,12 @@ class ControlClient:
         return answer.json()["data"]
 
     def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._drop()
+
+
+# What a kept-alive connection the server closed while it was idle looks like: the request never
+# reached the server, so it can be sent again. A new connection refused is no sandbox at all.
+_GONE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionRefusedError)
 
 
 def sandbox_command() -> list[str]:
@@ -178,17 +199,20 @@ class SandboxProcess(RunningSandbox):
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start {shlex.join(self.command)}: {exc}") from None
         deadline = time.monotonic() + timeout
-        port = None
-        while port is None:
-            found = re.search(rb"listening on http://[^\s]+:(\d+)", (self.log_dir / "stdout.log").read_bytes())
-            if found:
-                port = int(found.group(1))
-            elif self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SandboxUnavailable(f"{shlex.join(self.command)} did not start:\n{self.output()}")
-            else:
-                time.sleep(0.02)
-        super().__init__(f"http://127.0.0.1:{port}", admin_token, timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            port = None
+            while port is None:
+                found = re.search(rb"listening on http://[^\s]+:(\d+)", (self.log_dir / "stdout.log").read_bytes())
+                if found:
+                    port = int(found.group(1))
+                elif self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SandboxUnavailable(f"{shlex.join(self.command)} did not start:\n{self.output()}")
+                else:
+                    time.sleep(0.02)
+            super().__init__(f"http://127.0.0.1:{port}", admin_token, timeout=max(1.0, deadline - time.monotonic()))
+        except BaseException:  # never leave a sandbox running that nobody will stop
+            self.stop()
+            raise
 
     def output(self) -> str:
         """What the sandbox printed (its log), for a report when something went wrong."""
@@ -210,6 +234,7 @@ class SandboxProcess(RunningSandbox):
                 self.process.wait()
         self._out.close()
         self._err.close()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
 def json_subset(expected, actual) -> bool:
@@ -291,7 +316,9 @@ class SandboxHandle:
             made = "\n".join(f"  {e['method']} {e['path']}{'?' + e['query'] if e['query'] else ''} -> {e['status']}"
                              + (f"  {_short(e.get('request_body'))}" if e.get("request_body") is not None else "")
                              for e in entries) or "  (none)"
-            raise AssertionError(f"expected {wanted}, found {len(matching)}; requests made:\n{made}")
+            dropped = json is not None and any(e.get("bodies_dropped") for e in entries)
+            raise AssertionError(f"expected {wanted}, found {len(matching)}; requests made:\n{made}" + (
+                "\n(the journal no longer holds the bodies of some of them: see its body budget)" if dropped else ""))
         return matching
 
     def contract_violations(self) -> list[dict]:

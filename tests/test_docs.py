@@ -73,7 +73,8 @@ def test_the_readme_start_command_runs_as_printed(tmp_path):
     """In a copy of the repository, as a newcomer runs it: a venv, an install, a sandbox on 8088."""
     [start] = commands(blocks(README.read_text())[0])
     assert start.expect == "starts" and "pip install ." in start.text
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout
     copy = tmp_path / "checkout"
     for name in filter(None, listed.decode().split("\0")):
         if (ROOT / name).is_file():

@@ -169,23 +169,46 @@ def test_an_export_given_as_a_state_file_says_what_to_do(tmp_path, sandbox):
 
 def test_the_journal_bounds_the_bodies_it_keeps():
     """The journal's own bookkeeping (a data structure, checked directly): bodies are cut at
-    64 KiB, all of them held under the budget, the oldest entries losing theirs first, and
-    nothing kept for entries the journal no longer has."""
+    64 KiB; request bodies and response bodies are each held under the budget, the oldest entries
+    losing theirs first, large answers never pushing out requests; nothing is kept for entries the
+    journal no longer has, even a body still on its way."""
     from layer_sandbox.journal import BODY_LIMIT, Journal
 
     journal = Journal(size=300, body_budget=1_000_000)
+    late = None
     for number in range(1000):
         entry = {"namespace": "default", "method": "POST", "path": f"/p/{number}", "status": 200,
                  "operation_id": "x", "request_validation": "pass", "response_validation": "pass"}
-        journal.record(entry, b'{"n": %d, "pad": "%s"}' % (number, b"x" * 3000))
-        journal.add_body(entry, b"y" * 5000)
+        journal.record(entry, b'{"n": %d, "pad": "%s"}' % (number, b"x" * 1000))
+        journal.add_body(entry, b"y" * 20_000)
         journal.add_body(entry, b"z" * (BODY_LIMIT if number == 999 else 0))
+        late = late or entry
+    journal.add_body(late, b"after it left" * 1000)  # long evicted
     entries = journal.query()
-    held = sum(len(e["request_body"]["pad"]) if e["request_body"] else 0 for e in entries)
-    assert len(entries) == 300 and journal._body_bytes <= 1_000_000 and held < 1_000_000
-    assert entries[0].get("bodies_dropped") and entries[0]["request_body"] is None
+    assert len(entries) == 300
+    assert journal._held["request_body"] <= 1_000_000 and journal._held["response_body"] <= 1_000_000
+    assert all(e["request_body"]["n"] for e in entries[1:])  # every request body kept: 300 KB in all
+    assert entries[0].get("bodies_dropped") and entries[0]["response_body"] is None
     assert entries[-1]["request_body"]["n"] == 999 and entries[-1]["bodies_truncated"]
     assert len(entries[-1]["response_body"]) == BODY_LIMIT
-    assert len(journal._holding) <= 300
+    assert all(len(holding) <= 300 for holding in journal._holding.values())
+    assert journal._held["response_body"] == sum(len(e["response_body"] or "") for e in entries)
     journal.clear()
-    assert journal._body_bytes == 0 and not journal._holding
+    assert journal._held == {"request_body": 0, "response_body": 0}
+    assert not any(journal._holding.values())
+
+
+def test_a_request_without_a_valid_token_makes_no_namespace(tmp_path):
+    server = SandboxProcess(tmp_path, "--token", "good")
+    try:
+        business = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]["id"]
+        refused = httpx.get(f"{server.base_url}/__ns/by-a-stranger{credits_path(business)}",
+                            headers={"Authorization": "Bearer bad"})
+        assert refused.status_code == 401
+        names = {n["namespace"] for n in httpx.get(f"{server.base_url}/__sandbox/namespaces").json()["data"]}
+        assert names == {"default"}
+        made = httpx.get(f"{server.base_url}/__ns/by-a-stranger{credits_path(business)}",
+                         headers={"Authorization": "Bearer good"})
+        assert made.status_code == 200
+    finally:
+        server.stop()

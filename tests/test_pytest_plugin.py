@@ -344,3 +344,32 @@ def test_through_the_plugin(layer_sandbox):
                              "--layer-sandbox-url", running.base_url], cwd=suite, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_journal_the_plugin_may_not_read_fails_the_test_with_the_reason(pytester, tmp_path):
+    """A running sandbox with --admin-token, and a suite not given it: each test says why, the
+    session goes on (no INTERNALERROR); given the token, the suite passes."""
+    server = SandboxProcess(tmp_path / "guarded", "--admin-token", "control-secret")
+    try:
+        pytester.makepyfile(test_consumer="""
+            import urllib.error
+            import urllib.request
+
+            def test_one(layer_sandbox):
+                try:
+                    urllib.request.urlopen(urllib.request.Request(layer_sandbox.base_url + "/v1/nowhere",
+                                                                  headers={"Authorization": "Bearer t"}))
+                except urllib.error.HTTPError as answer:
+                    assert answer.code == 404
+        """)
+        result = pytester.runpytest_subprocess(*CONSUMER, "--layer-sandbox-url", server.base_url)
+        result.assert_outcomes(failed=1, errors=1)  # the test, and the namespace it could not delete
+        output = result.stdout.str()
+        assert "the sandbox's journal could not be read" in output and "could not be deleted" in output, output
+        assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
+        result = pytester.runpytest_subprocess(*CONSUMER, "--layer-sandbox-url", server.base_url,
+                                               "--layer-sandbox-admin-token", "control-secret")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*operation: (none: no such route)*"])
+    finally:
+        server.stop()
