@@ -12,6 +12,7 @@ key as it is read (`sandbox.scenariofile`): a typo is an error naming the key an
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import threading
@@ -120,6 +121,12 @@ class Scenario:
     subtype_display_names: dict[str, str]
     credit_line_accounts: list[str]
     businesses: list[dict]
+
+    @functools.cached_property
+    def content(self) -> str:
+        """Everything the scenario seeds, as one text: what its templates are kept by (a file edited
+        while the sandbox runs and loaded again is another template). Made once per scenario."""
+        return repr(self)
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Scenario:
@@ -363,9 +370,7 @@ class Templates:
         self._lock = threading.Lock()
 
     def store(self, scenario: Scenario, seed: int, clock=None) -> Store:
-        # The scenario's whole content is its key: a scenario file edited while the sandbox runs
-        # and loaded again is another template.
-        key = f"{seed}:{scenario!r}"
+        key = f"{seed}:{scenario.content}"
         with self._lock:
             found = self._stores.get(key)
             if found is not None:

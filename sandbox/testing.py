@@ -38,10 +38,6 @@ class SandboxUnavailable(RuntimeError):
     """No sandbox to test against: it could not be started or reached."""
 
 
-class ContractViolation(AssertionError):
-    """The code under test sent requests that break Layer's contract."""
-
-
 class ControlError(RuntimeError):
     """A control route answered with an error."""
 
