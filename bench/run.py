@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # the full run (about 5 minutes here)
     .venv/bin/python bench/run.py --quick    # a smoke run of every part (seconds; the tests run it)
+    .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces
 
 Everything runs on 127.0.0.1, one server at a time. It measures:
 
@@ -14,6 +15,9 @@ Everything runs on 127.0.0.1, one server at a time. It measures:
 - list latency: one connection listing the first page (limit 20) of a business with 1,000 and with
   100,000 credits (a scenario file written for the run);
 - memory: the resident set (VmRSS) with 100,000 credits, and what each further namespace adds;
+- list routes: one connection listing customers, invoices and credits (limit 100) of the first
+  business, in the default scenario (8 customers, 12 invoices, 24 credits) and in `paging` (40
+  customers, 60 invoices, 1,000 credits), the same way as the list latency above;
 - namespaces: what a fresh namespace costs on the server (a copy of the seeded template), and
   what the pytest plugin adds to a consumer's suite: the same 500 tests (each makes one API call)
   run with a fresh namespace per test, against one shared namespace, and a no-sandbox baseline
@@ -50,6 +54,7 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 TOKEN = {"Authorization": "Bearer bench-token"}
 NO_VALIDATION = "LAYER_SANDBOX_BENCH_NO_VALIDATION"
 SERVERS = {"sandbox": "sandbox", "sandbox-unvalidated": "sandbox, validation off", "prism": "Prism"}
+PARTS = ["load", "cold", "sizes", "routes", "namespaces"]  # --parts: which to run, in this order
 
 
 def free_port() -> int:
@@ -265,6 +270,37 @@ def measure_sizes(wrk: str, sizes: list[int], duration: float, namespaces: int, 
     return latency, memory
 
 
+# The list routes side by side: (label, path under /v1/businesses/{id}/); the same query for each.
+ROUTES = [("customers", "customers"), ("invoices", "invoices"), ("credits", "invoices/customer-credits")]
+ROUTE_SCENARIOS = ["default", "paging"]
+ROUTE_LIMIT = 100
+
+
+def measure_routes(wrk: str, scenarios: list[str], duration: float) -> dict:
+    """Per-request cost of GET customers, invoices and credits (limit 100) of the first business,
+    one connection at a time, as the list latency: a warm-up, then `duration` seconds of wrk."""
+    results = {}
+    for scenario in scenarios:
+        results[scenario] = {}
+        with Server("sandbox", scenario=scenario) as server:
+            business = first_business(server.base)["id"]
+            for label, path in ROUTES:
+                url = f"{server.base}/v1/businesses/{business}/{path}?limit={ROUTE_LIMIT}"
+                sample = httpx.get(url, headers=TOKEN)  # one checked answer: what the page holds
+                sample.raise_for_status()
+                contract = sample.headers.get("X-Sandbox-Contract")
+                if contract != "request=pass; response=pass":
+                    raise RuntimeError(f"{label} in {scenario}: X-Sandbox-Contract {contract}")
+                run_wrk(wrk, url, 1, min(duration, 2), headers=TOKEN)  # warm-up
+                row = run_wrk(wrk, url, 1, duration, headers=TOKEN)
+                row["items"] = len(sample.json()["data"])
+                results[scenario][label] = row
+                print(f"  list {label:>9} ({scenario}, {row['items']} on the page): "
+                      f"{row['requests_per_second']:.0f} req/s, mean {row['mean_ms']} ms, p50 {row['p50_ms']} ms, "
+                      f"p99 {row['p99_ms']} ms", flush=True)
+    return results
+
+
 PLUGIN_SUITE = """
 import http.client, os, pytest
 from urllib.parse import urlsplit
@@ -361,46 +397,62 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def markdown(results: dict) -> str:
-    load, levels = results["load"], results["levels"]
-    lines = ["### Load (bench/workload.lua)", "",
-             "| connections | server | req/s | p50 ms | p99 ms | bytes/response | non-2xx | req/s vs Prism |",
-             "|---|---|---|---|---|---|---|---|"]
-    for connections in levels:
-        prism_rps = load.get("prism", {}).get(connections, {}).get("requests_per_second")
-        for kind, rows in load.items():
-            row = rows[connections]
-            lines.append(f"| {connections} | {SERVERS[kind]} | {row['requests_per_second']:.0f} | {row['p50_ms']} | "
-                         f"{row['p99_ms']} | {row['bytes_per_response']} | {row['non_2xx']} | "
-                         f"{ratio(row['requests_per_second'], prism_rps) if kind != 'prism' else ''} |")
-    if "sandbox" in load and "sandbox-unvalidated" in load:
-        lines += ["", "Validation's cost per request (1 / req/s, validated minus unvalidated): " + ", ".join(
-            f"{(1 / load['sandbox'][c]['requests_per_second'] - 1 / load['sandbox-unvalidated'][c]['requests_per_second']) * 1000:.2f} ms "
-            f"at {c}" for c in levels)]
-    cold = results["cold_start"]
-    lines += ["", "### Cold start (process start to first good answer)", "", "| server | median s | min s | max s |",
-              "|---|---|---|---|"]
-    lines += [f"| {SERVERS[k]} | {v['median_s']} | {v['min_s']} | {v['max_s']} |" for k, v in cold.items()]
-    if "prism" in cold:
-        lines += ["", f"sandbox / Prism: {ratio(cold['sandbox']['median_s'], cold['prism']['median_s'])}"]
-    lat = results["list_latency"]
-    lines += ["", "### First page (limit 20), one connection", "",
-              "| credits in the business | req/s | mean ms | p50 ms | p99 ms | seeded and ready in s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {r['requests_per_second']:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | {r['seeded_in_s']} |"
-              for n, r in lat.items()]
-    sizes = list(lat)
-    if len(sizes) > 1:
-        lines += ["", f"p50 at {sizes[-1]} / p50 at {sizes[0]}: {ratio(lat[sizes[-1]]['p50_ms'], lat[sizes[0]]['p50_ms'])}"]
-    lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
-    server, suite = results["namespaces"]["server"], results["namespaces"]["suite"]
-    lines += ["", "### A fresh namespace per test", "",
-              f"- PUT /__sandbox/namespaces/NAME (default scenario): p50 {server['put_namespace_p50_ms']} ms, "
-              f"a health check {server['health_p50_ms']} ms: the copy costs about {server['namespace_copy_ms']} ms",
-              f"- {suite['tests']} tests, each one API call: {suite['seconds']['namespace_per_test']} s with a fresh "
-              f"namespace per test (the pytest plugin), {suite['seconds']['shared_namespace']} s on one shared "
-              f"namespace, {suite['seconds']['baseline']} s for the same tests with no sandbox and no call",
-              f"- the plugin's namespace per test: {suite['ms_per_test_namespace']} ms a test; everything over the "
-              f"no-sandbox baseline (the API call included): {suite['ms_per_test_over_baseline']} ms a test"]
-    return "\n".join(lines) + "\n"
+    """The figures of the parts that ran, as markdown."""
+    lines = []
+    levels = results["levels"]
+    if "load" in results:
+        load = results["load"]
+        lines += ["", "### Load (bench/workload.lua)", "",
+                  "| connections | server | req/s | p50 ms | p99 ms | bytes/response | non-2xx | req/s vs Prism |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for connections in levels:
+            prism_rps = load.get("prism", {}).get(connections, {}).get("requests_per_second")
+            for kind, rows in load.items():
+                row = rows[connections]
+                lines.append(f"| {connections} | {SERVERS[kind]} | {row['requests_per_second']:.0f} | {row['p50_ms']} | "
+                             f"{row['p99_ms']} | {row['bytes_per_response']} | {row['non_2xx']} | "
+                             f"{ratio(row['requests_per_second'], prism_rps) if kind != 'prism' else ''} |")
+        if "sandbox" in load and "sandbox-unvalidated" in load:
+            lines += ["", "Validation's cost per request (1 / req/s, validated minus unvalidated): " + ", ".join(
+                f"{(1 / load['sandbox'][c]['requests_per_second'] - 1 / load['sandbox-unvalidated'][c]['requests_per_second']) * 1000:.2f} ms "
+                f"at {c}" for c in levels)]
+    if "cold_start" in results:
+        cold = results["cold_start"]
+        lines += ["", "### Cold start (process start to first good answer)", "", "| server | median s | min s | max s |",
+                  "|---|---|---|---|"]
+        lines += [f"| {SERVERS[k]} | {v['median_s']} | {v['min_s']} | {v['max_s']} |" for k, v in cold.items()]
+        if "prism" in cold:
+            lines += ["", f"sandbox / Prism: {ratio(cold['sandbox']['median_s'], cold['prism']['median_s'])}"]
+    if "list_latency" in results:
+        lat = results["list_latency"]
+        lines += ["", "### First page (limit 20), one connection", "",
+                  "| credits in the business | req/s | mean ms | p50 ms | p99 ms | seeded and ready in s |", "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {r['requests_per_second']:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | {r['seeded_in_s']} |"
+                  for n, r in lat.items()]
+        sizes = list(lat)
+        if len(sizes) > 1:
+            lines += ["", f"p50 at {sizes[-1]} / p50 at {sizes[0]}: {ratio(lat[sizes[-1]]['p50_ms'], lat[sizes[0]]['p50_ms'])}"]
+    if "memory" in results:
+        lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
+    if "routes" in results:
+        lines += ["", f"### List routes (limit {ROUTE_LIMIT}, first business), one connection", "",
+                  "| scenario | route | on the page | bytes/response | req/s | mean ms | p50 ms | p99 ms | non-2xx |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for scenario, rows in results["routes"].items():
+            lines += [f"| {scenario} | list {label} | {r['items']} | {r['bytes_per_response']} | "
+                      f"{r['requests_per_second']:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx']} |"
+                      for label, r in rows.items()]
+    if "namespaces" in results:
+        server, suite = results["namespaces"]["server"], results["namespaces"]["suite"]
+        lines += ["", "### A fresh namespace per test", "",
+                  f"- PUT /__sandbox/namespaces/NAME (default scenario): p50 {server['put_namespace_p50_ms']} ms, "
+                  f"a health check {server['health_p50_ms']} ms: the copy costs about {server['namespace_copy_ms']} ms",
+                  f"- {suite['tests']} tests, each one API call: {suite['seconds']['namespace_per_test']} s with a fresh "
+                  f"namespace per test (the pytest plugin), {suite['seconds']['shared_namespace']} s on one shared "
+                  f"namespace, {suite['seconds']['baseline']} s for the same tests with no sandbox and no call",
+                  f"- the plugin's namespace per test: {suite['ms_per_test_namespace']} ms a test; everything over the "
+                  f"no-sandbox baseline (the API call included): {suite['ms_per_test_over_baseline']} ms a test"]
+    return "\n".join(lines[1:]) + "\n"
 
 
 def plot(results: dict, path: Path) -> bool:
@@ -451,8 +503,13 @@ def main() -> None:
     parser.add_argument("--skip-prism", action="store_true", help="measure the sandbox only")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 s, one connection, small businesses, no Prism")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to run (default: all): {', '.join(PARTS)}")
     parser.add_argument("--out", type=Path, default=BENCH / "out")
     args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
     if args.quick:
         args.duration, args.warmup, args.connections, args.starts = 1.0, 0.0, "1", 2
         args.credits, args.namespaces, args.skip_prism, args.plugin_tests = "100,1000", 2, True, 20
@@ -460,7 +517,7 @@ def main() -> None:
     sizes = [int(c) for c in args.credits.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     wrk = ensure_wrk()
-    prism = None if args.skip_prism else ensure_prism()
+    prism = None if args.skip_prism or not {"load", "cold"} & set(parts) else ensure_prism()
     servers = ["sandbox", "sandbox-unvalidated"] + ([] if args.skip_prism else ["prism"])
 
     results = {
@@ -469,19 +526,26 @@ def main() -> None:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "levels": levels,
     }
-    print("load ...", flush=True)
-    results["load"] = measure_load(wrk, servers, prism, levels, args.duration, args.warmup)
-    print("cold start ...", flush=True)
-    results["cold_start"] = measure_cold_start([s for s in servers if s != "sandbox-unvalidated"], prism, args.starts)
-    print("list latency and memory ...", flush=True)
-    results["list_latency"], results["memory"] = measure_sizes(wrk, sizes, args.duration, args.namespaces, args.out)
-    print("namespaces ...", flush=True)
-    results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)
+    if "load" in parts:
+        print("load ...", flush=True)
+        results["load"] = measure_load(wrk, servers, prism, levels, args.duration, args.warmup)
+    if "cold" in parts:
+        print("cold start ...", flush=True)
+        results["cold_start"] = measure_cold_start([s for s in servers if s != "sandbox-unvalidated"], prism, args.starts)
+    if "sizes" in parts:
+        print("list latency and memory ...", flush=True)
+        results["list_latency"], results["memory"] = measure_sizes(wrk, sizes, args.duration, args.namespaces, args.out)
+    if "routes" in parts:
+        print("list routes ...", flush=True)
+        results["routes"] = measure_routes(wrk, ROUTE_SCENARIOS, args.duration)
+    if "namespaces" in parts:
+        print("namespaces ...", flush=True)
+        results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
     (args.out / "results.md").write_text(text)
-    plotted = plot(results, args.out / "load.png")
+    plotted = "load" in results and plot(results, args.out / "load.png")
     print()
     print(text)
     print(f"written: {args.out / 'results.json'}, {args.out / 'results.md'}" + (f", {args.out / 'load.png'}" if plotted else ""))

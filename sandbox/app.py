@@ -29,7 +29,8 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from . import control
 from . import operations as operations_module
 from .config import LOCALHOST_ORIGINS, Config
-from .contract import BearerAuth, Contract
+from .auth import Authenticator
+from .contract import Contract
 from .errors import (
     JSON,
     ApiError,
@@ -38,7 +39,7 @@ from .errors import (
     internal_error,
 )
 from .forced import ResponseCatalog
-from .handlers import CreditHandlers
+from .handlers import Handlers
 from .inline_wsgi import InlineWSGI
 from .journal import Journal
 from .jsontext import ResponseJson
@@ -107,7 +108,9 @@ def _cors(config: Config):
         CORSMiddleware,
         **origins,
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Prefer", NAMESPACE_HEADER],
+        # Layer's React SDK adds Layer-Locale, Layer-React-Version and (on writes) Cache-Control.
+        allow_headers=["Authorization", "Content-Type", "Prefer", NAMESPACE_HEADER, "Layer-Locale",
+                       "Layer-React-Version", "Cache-Control"],
         expose_headers=[CONTRACT_HEADER, "X-RateLimit-Limit", "X-RateLimit-Remaining",
                         "X-RateLimit-Reset", "Retry-After"],
         max_age=600,
@@ -119,7 +122,8 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     sandbox = sandbox or Sandbox(config)
     spec = load_spec(config.spec_path)
     contract = Contract(copy.deepcopy(spec))
-    handlers = CreditHandlers(sandbox)
+    auth = Authenticator(config.clients, config.tokens, sandbox.clock_of)
+    handlers = Handlers(sandbox, auth)
     operations = handlers.operations
     journal = Journal(config.journal_size)
     catalog = ResponseCatalog(spec)  # forced answers, and the judge of rules (control routes)
@@ -150,7 +154,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             Pipeline,
             sandbox=sandbox,
             contract=contract,
-            auth=BearerAuth(config.tokens),
+            auth=auth,
             catalog=catalog,
             rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
             validate=config.validate,

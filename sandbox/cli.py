@@ -59,8 +59,13 @@ def _shown(host: str) -> str:
 def _announce(config: Config, port: int, app) -> None:
     shown_host = _shown(config.host)
     scoped = sum(1 for t in config.tokens if "=" in t)
-    token = (f"only the {len(config.tokens)} configured --token(s), {scoped} scoped to one business"
-             if config.tokens else "any bearer token") + ("; control routes need --admin-token" if config.admin_token else "")
+    accepted = []
+    if config.tokens:
+        accepted.append(f"the {len(config.tokens)} configured --token(s), {scoped} scoped to one business")
+    if config.clients:
+        accepted.append(f"tokens issued to the {len(config.clients)} configured --client(s)")
+    token = ("only " + " and ".join(accepted) if accepted else "any bearer token") + (
+        "; control routes need --admin-token" if config.admin_token else "")
     lines = [
         f"layer-sandbox listening on http://{shown_host}:{port} "
         f"(scenario {app.sandbox.scenario.name}, seed {config.seed}, accepts {token})",
@@ -105,6 +110,10 @@ def _warn_about_scoped_tokens(config: Config, app) -> None:
 @click.option("--token", "tokens", envvar="LAYER_SANDBOX_TOKEN", multiple=True,
               help="Accept only the bearer tokens given (default: any): T for every business, T=BUSINESS_ID "
                    "for that business only; repeatable. [env LAYER_SANDBOX_TOKEN, space-separated]")
+@click.option("--client", "clients", envvar="LAYER_SANDBOX_CLIENT", multiple=True,
+              help="An API client ID:SECRET that may get tokens from POST /oauth2/token (default: any id and "
+                   "secret get one); repeatable. With --client or --token set, only issued or configured tokens "
+                   "pass. [env LAYER_SANDBOX_CLIENT, space-separated]")
 @click.option("--admin-token", envvar="LAYER_SANDBOX_ADMIN_TOKEN", default=None,
               help="Control routes under /__sandbox/ (health aside) take only this bearer token. "
                    "[env LAYER_SANDBOX_ADMIN_TOKEN]")
@@ -171,6 +180,7 @@ def main(ctx: click.Context, **options) -> None:
     logging.getLogger("connexion").setLevel(logging.WARNING)
     options["cors_origins"] = tuple(o for value in options["cors_origins"] for o in value.split())
     options["tokens"] = tuple(options["tokens"])
+    options["clients"] = tuple(options["clients"])
     if os.environ.get(NO_VALIDATION_VARIABLE) == "1":
         options["validate"] = False
         logging.getLogger("layer_sandbox").warning(
@@ -181,7 +191,7 @@ def main(ctx: click.Context, **options) -> None:
         if config.clock:
             Clock().configure(config.clock)
         app = create_app(config)
-    except (ClockError, ScenarioError, StateFileError) as exc:
+    except (ClockError, ScenarioError, StateFileError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     gc.freeze()
     # Later full collections find next to nothing (what a request leaves behind dies young: a few

@@ -21,6 +21,9 @@ class Config:
     # Empty accepts any well-formed bearer token. Otherwise only these: `T` for every business,
     # `T=BUSINESS_ID` for that business only (Layer's business-scoped tokens).
     tokens: tuple[str, ...] = ()
+    # API clients (`ID:SECRET`) that may get tokens from POST /oauth2/token; empty: any id and
+    # secret get one. With clients or tokens set, only issued or configured tokens pass.
+    clients: tuple[str, ...] = ()
     # When set, the control routes under /__sandbox/ (health excepted) take only this bearer token.
     admin_token: str | None = None
     spec_path: Path = SPEC_PATH

@@ -24,6 +24,7 @@ from openapi_core.validation.request.exceptions import (
     MissingRequestBodyError,
     ParameterValidationError,
     RequestBodyValidationError,
+    SecurityValidationError,
 )
 from openapi_core.validation.schemas import (
     oas30_read_schema_validators_factory,
@@ -162,6 +163,10 @@ class Contract:
 
     def __init__(self, spec: dict) -> None:
         self.query_types = _query_parameters(spec)
+        # operationId -> the media types its request body takes
+        self.media_types = {op["operationId"]: list(op.get("requestBody", {}).get("content", {}))
+                            for item in spec["paths"].values() for op in item.values()
+                            if isinstance(op, dict) and "operationId" in op}
         self._routes = [
             (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
              {m.upper(): op["operationId"] for m, op in item.items() if isinstance(op, dict) and "operationId" in op})
@@ -212,7 +217,7 @@ class Contract:
         query = request.parameters.query
         for name in query:
             values = query.getlist(name)
-            if name in types and len(values) > 1:
+            if name in types and types[name] != "array" and len(values) > 1:
                 return bad_request(f"Query parameter {name!r} is given {len(values)} times; give it once",
                                    location="query", field=name)
             if types.get(name) == "boolean" and values[0].lower() not in _BOOLEANS:
@@ -231,9 +236,9 @@ class Contract:
                             {"location": "header", "field": "Content-Type"})
         for error in self._requests.iter_errors(request):
             if isinstance(error, MediaTypeNotFound) or isinstance(error.__cause__, MediaTypeNotFound):
+                expected = " or ".join(self.media_types.get(operation_id) or ["application/json"])
                 return ApiError(415, f"Content-Type {request.content_type or '(none)'!r} is not "
-                                     "accepted; send application/json", {"location": "header",
-                                                                          "field": "Content-Type"})
+                                     f"accepted; send {expected}", {"location": "header", "field": "Content-Type"})
             if isinstance(error, ParameterValidationError):
                 if isinstance(error.__cause__, InvalidSchemaValue):
                     details = [message for _, message in _schema_errors(error)]
@@ -257,6 +262,8 @@ class Contract:
                     f"Invalid request body: {'; '.join(_lines(problems))}",
                     location="body", field=problems[0][0], violations=_lines(problems),
                 )
+            if isinstance(error, SecurityValidationError):
+                return unauthorized(f"The request lacks the credentials this route takes: {error}")
             return bad_request(f"The request breaks the contract: {error}")
         return None
 
@@ -292,6 +299,10 @@ class BearerAuth:
         for entry in tokens:
             token, _, business = entry.partition("=")
             self.scopes[token] = business.strip().lower() or None
+
+    @staticmethod
+    def well_formed(token: str) -> bool:
+        return bool(_TOKEN.match(token))
 
     @staticmethod
     def token_of(headers: Headers) -> str | None:

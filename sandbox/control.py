@@ -15,6 +15,7 @@ import flask
 from . import envelope
 from .clock import ClockError
 from .errors import ApiError, bad_request, from_namespace_error
+from .fixtures import FixtureError
 from .forced import ResponseCatalog
 from .journal import Journal
 from .pipeline import NOTES
@@ -206,6 +207,21 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         namespace = current()
         namespace.reset(_seed_of(_json_object(("seed",))), scenario)
         return envelope.data({"status": "loaded", **namespace.describe()})
+
+    # ------------------------------------------------------------------ fixtures
+
+    @routes.post("/fixtures")
+    @saved
+    def add_fixtures():
+        """Exact records (customers, invoices, ledger accounts, credits) added to the namespace,
+        with the ids given, all or none: see sandbox.fixtures."""
+        payload = _json_object()
+        try:
+            added = current().add_fixtures(payload)
+        except FixtureError as exc:
+            raise bad_request(f"Fixtures not added, nothing changed: {exc}", location="body", field=exc.field,
+                              problems=exc.problems) from None
+        return envelope.data(added), 201
 
     # ------------------------------------------------------------------ state
 

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from .models import CustomerCredit
+from collections.abc import Callable
+
 from .pagination import Page
 
 
-def item(credit: CustomerCredit) -> dict:
-    return {"data": credit.to_api()}
+def _api(record) -> dict:
+    return record.to_api()
 
 
-def page(result: Page) -> dict:
-    return {
-        "data": [credit.to_api() for credit in result.items],
-        "meta": {
-            "pagination": {
-                "cursor": result.next_cursor,
-                "has_more": result.has_more,
-                "sort_by": result.sort_by,
-                "sort_order": result.sort_order,
-                "total_count": result.total_count,
-            }
-        },
-    }
+def item(record, shape: Callable = _api) -> dict:
+    return {"data": shape(record)}
+
+
+def page(result: Page, shape: Callable = _api, sorted_by: bool = True) -> dict:
+    """A page of records. `sorted_by`: the pagination names its sort (credits, invoices), as the
+    lists that take `sort_by` do; the customer list takes none and names none."""
+    pagination = {"cursor": result.next_cursor, "has_more": result.has_more}
+    if sorted_by:
+        pagination.update(sort_by=result.sort_by, sort_order=result.sort_order)
+    pagination["total_count"] = result.total_count
+    return {"data": [shape(record) for record in result.items], "meta": {"pagination": pagination}}
 
 
 def data(payload) -> dict:

@@ -122,3 +122,30 @@ def from_http_status(status: int, detail: str | None = None) -> ApiError:
         405: "This route does not take that method",
     }
     return ApiError(status, descriptions.get(status) or detail or "Request failed")
+
+
+class OAuthError(ApiError):
+    """An error of the token endpoint, in OAuth 2.0's own shape (RFC 6749, section 5.2):
+    `{"error": "invalid_client", "error_description": "..."}`, not Layer's `errors` list, as
+    Layer's authorization server answers. `invalid_client` is a 401 that names the Basic scheme."""
+
+    def __init__(self, code: str, description: str) -> None:
+        status = 401 if code == "invalid_client" else 400
+        headers = {"WWW-Authenticate": 'Basic realm="layer-sandbox"'} if status == 401 else {}
+        super().__init__(status, description, headers={**headers, "Cache-Control": "no-store"})
+        self.code = code
+
+    def body(self) -> dict:
+        return {"error": self.code, "error_description": self.description}
+
+    @classmethod
+    def from_api_error(cls, error: ApiError) -> ApiError:
+        """A request the contract refused, told as OAuth tells it: missing or malformed client
+        credentials are `invalid_client`; any other malformed request (a JSON body, no
+        grant_type) is `invalid_request`. A 413 or 429 keeps Layer's own body."""
+        if isinstance(error, OAuthError) or error.status not in (400, 401, 415):
+            return error
+        if error.status == 401:
+            return cls("invalid_client", "Client authentication failed: send the client id and secret with "
+                                         "HTTP Basic (Authorization: Basic base64(id:secret))")
+        return cls("invalid_request", error.description)

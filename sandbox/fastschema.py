@@ -151,7 +151,8 @@ class CompiledSchemas:
                 out["type"] = [out["type"], "null"]
             if "enum" in out:
                 out["enum"] = list(out["enum"]) + [None]
-            out = {"anyOf": [out, {"type": "null"}]} if "type" not in node else out
+            # Without a `type`, openapi-core lets `nullable` admit nothing (a null must pass the
+            # node's allOf/anyOf/oneOf as any value does), and so does the compiled check.
         return out
 
     def check(self, schema: SchemaPath):
@@ -179,6 +180,12 @@ class _FastValidator(SchemaValidator):
         if self._compiled is not None and self._compiled(value):
             return
         super().validate(value)  # invalid (or not compiled): openapi-core's validator says exactly why
+
+    def evolve(self, schema: SchemaPath) -> SchemaValidator:
+        """openapi-core's validator of a subschema (an array's items, when it casts an array
+        parameter): a plain one, as openapi-core makes it, for there is no compiled check of it."""
+        with schema.resolve() as resolved:
+            return SchemaValidator(schema, self.validator.evolve(schema=resolved.contents, _resolver=resolved.resolver))
 
 
 class CachedValidatorsFactory(SchemaValidatorsFactory):

@@ -93,26 +93,163 @@ class Customer:
             "transaction_tags": [tag.to_api() for tag in self.transaction_tags],
         }
 
+    def export(self) -> dict:
+        return {k: v for k, v in self.to_api().items() if k != "type"}
+
+    def copy(self) -> Customer:
+        return copy.copy(self)
+
+
+@dataclass(slots=True)
+class InvoiceLine:
+    """One line of an invoice, as Layer's SDK decodes it (`InvoiceLineItemSchema`)."""
+
+    id: str
+    invoice_id: str
+    description: str | None
+    unit_price: int
+    # A decimal number written as text, as the SDK's `Schema.BigDecimal` decodes it ("2", "1.5").
+    quantity: str
+    subtotal: int
+    discount_amount: int = 0
+    sales_taxes_total: int = 0
+    external_id: str | None = None
+    memo: str | None = None
+    # The revenue account the line books to (an `AccountId` identifier), or None.
+    account_id: str | None = None
+
+    @property
+    def total_amount(self) -> int:
+        return self.subtotal - self.discount_amount + self.sales_taxes_total
+
+    def to_api(self) -> dict:
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "invoice_id": self.invoice_id,
+            "account_identifier": None if self.account_id is None else {"type": "AccountId", "id": self.account_id},
+            "description": self.description,
+            "unit_price": self.unit_price,
+            "quantity": self.quantity,
+            "subtotal": self.subtotal,
+            "discount_amount": self.discount_amount,
+            "sales_taxes_total": self.sales_taxes_total,
+            "total_amount": self.total_amount,
+            "memo": self.memo,
+            "transaction_tags": [],
+        }
+
+    def export(self) -> dict:
+        return {k: v for k, v in self.to_api().items() if k not in ("total_amount", "transaction_tags")}
+
+
+# Invoice statuses the sandbox sends (Layer's SDK knows these and a few it never derives here).
+SAVED, PARTIALLY_PAID, PAID, VOIDED = "SAVED", "PARTIALLY_PAID", "PAID", "VOIDED"
 
 
 @dataclass(slots=True)
 class Invoice:
-    """An invoice, as far as credits need one: whose it is and how much is still open."""
+    """An invoice: read-only over the API, its balance and status follow the credits applied.
+
+    `outstanding_balance` is the total less what was paid by other means (`paid_amount`, payments
+    the sandbox does not model) less what live credits apply (`credited_amount`, kept by the
+    store); the status follows it: SAVED while nothing is paid, PARTIALLY_PAID in between, PAID
+    at zero, VOIDED once voided whatever the balance."""
 
     id: str
     customer_id: str
-    invoice_number: str
-    sent_at: str
+    invoice_number: str | None
+    sent_at: str | None
     total_amount: int
     # Sum of the allocations that live credits apply to this invoice.
     credited_amount: int = 0
+    business_id: str = ""
+    external_id: str | None = None
+    due_at: str | None = None
+    paid_at: str | None = None
+    voided_at: str | None = None
+    imported_at: str | None = None
+    updated_at: str | None = None
+    recipient_name: str | None = None
+    memo: str | None = None
+    custom_payment_instructions: str | None = None
+    line_items: Sequence[InvoiceLine] = ()
+    additional_discount: int = 0
+    additional_sales_taxes_total: int = 0
+    paid_amount: int = 0
 
     @property
     def outstanding_balance(self) -> int:
-        return self.total_amount - self.credited_amount
+        return self.total_amount - self.paid_amount - self.credited_amount
+
+    @property
+    def subtotal(self) -> int:
+        return sum(line.total_amount for line in self.line_items)
+
+    @property
+    def status(self) -> str:
+        if self.voided_at is not None:
+            return VOIDED
+        outstanding = self.outstanding_balance
+        if outstanding <= 0:
+            return PAID
+        return PARTIALLY_PAID if outstanding < self.total_amount else SAVED
+
+    @property
+    def open(self) -> bool:
+        """Whether credits may still be applied to it."""
+        return self.voided_at is None
+
+    def settle(self, now: str) -> None:
+        """Stamp a change of balance: `updated_at`, and `paid_at` when it reaches zero."""
+        self.updated_at = now if self.updated_at is None or now > self.updated_at else self.updated_at
+        if self.outstanding_balance > 0:
+            self.paid_at = None
+        elif self.paid_at is None:
+            self.paid_at = self.updated_at
 
     def clone(self) -> Invoice:
         return copy.copy(self)
+
+    def to_api(self, customer: Customer | None) -> dict:
+        return {
+            "type": "Invoice",
+            "id": self.id,
+            "business_id": self.business_id,
+            "external_id": self.external_id,
+            "status": self.status,
+            "sent_at": self.sent_at,
+            "due_at": self.due_at,
+            "paid_at": self.paid_at,
+            "voided_at": self.voided_at,
+            "imported_at": self.imported_at,
+            "updated_at": self.updated_at,
+            "invoice_number": self.invoice_number,
+            "recipient_name": self.recipient_name,
+            "customer": None if customer is None else customer.to_api(),
+            "line_items": [line.to_api() for line in self.line_items],
+            "subtotal": self.subtotal,
+            "additional_discount": self.additional_discount,
+            "additional_sales_taxes_total": self.additional_sales_taxes_total,
+            "total_amount": self.total_amount,
+            "outstanding_balance": self.outstanding_balance,
+            "memo": self.memo,
+            "custom_payment_instructions": self.custom_payment_instructions,
+        }
+
+    def export(self) -> dict:
+        """What a state export keeps: the stored fields (balance and status follow from them)."""
+        return {
+            "id": self.id, "customer_id": self.customer_id, "external_id": self.external_id,
+            "invoice_number": self.invoice_number, "sent_at": self.sent_at, "due_at": self.due_at,
+            "paid_at": self.paid_at, "voided_at": self.voided_at, "imported_at": self.imported_at,
+            "updated_at": self.updated_at, "recipient_name": self.recipient_name, "memo": self.memo,
+            "custom_payment_instructions": self.custom_payment_instructions,
+            "line_items": [line.export() for line in self.line_items],
+            "additional_discount": self.additional_discount,
+            "additional_sales_taxes_total": self.additional_sales_taxes_total,
+            "total_amount": self.total_amount, "paid_amount": self.paid_amount,
+        }
 
 
 @dataclass(slots=True)

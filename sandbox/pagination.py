@@ -231,3 +231,41 @@ def paginate(
         else:
             total = sum(1 for credit_id in index.ids_after(None, False) if matches(credits[credit_id]))
     return Page(items, next_cursor, has_more, sort_by, sort_order, total)
+
+
+def page_of(
+    index: SortedIndex,
+    records: dict,
+    key: Callable[[object], Key],
+    *,
+    sort_by: str,
+    sort_order: str,
+    limit: int,
+    cursor: str | None,
+    matches: Callable[[object], bool] | None,
+    with_total: bool,
+) -> Page:
+    """One page of any records held in a SortedIndex (customers, invoices), after `cursor`, that
+    pass `matches`: the same keyset walk as `paginate`, for records other than credits."""
+    after = None
+    if cursor is not None:
+        decoded = Cursor.decode(cursor)
+        if (decoded.sort_by, decoded.sort_order) != (sort_by, sort_order):
+            raise InvalidCursor(f"was issued for sort_order={decoded.sort_order}, not sort_order={sort_order}")
+        after = decoded.after
+    items: list = []
+    has_more = False
+    for record_id in index.ids_after(after, sort_order == "DESC"):
+        record = records[record_id]
+        if matches is not None and not matches(record):
+            continue
+        if len(items) == limit:
+            has_more = True
+            break
+        items.append(record)
+    next_cursor = Cursor(sort_by, sort_order, key(items[-1])).encode() if has_more else None
+    total = None
+    if with_total:
+        total = sum(1 for record_id in index.ids_after(None, False)
+                    if matches is None or matches(records[record_id]))
+    return Page(items, next_cursor, has_more, sort_by, sort_order, total)

@@ -233,11 +233,24 @@ class StateFile:
             self._log = None
 
 
-def credit_record(namespace: str, business, credit, drawn: int) -> dict:
-    """The log record of a write: the credit as it now is (its tags name the tag dimensions and
-    definitions a write may have made), and how many ids the store has drawn."""
+def write_record(namespace: str, business, drawn: int, *, credit=None, invoices=(), customer=None) -> dict:
+    """The log record of a write, in one line: the credit as it now is (its tags name the tag
+    dimensions and definitions a write may have made) with the invoices whose balance it moved,
+    or the customer as it now is; and how many ids the store has drawn."""
+    if customer is not None:
+        return {"op": "customer", "namespace": namespace, "business": business.id, "customer": customer.export(),
+                "drawn": drawn}
     return {"op": "credit", "namespace": namespace, "business": business.id, "credit": credit.to_api(),
-            "drawn": drawn}
+            "invoices": [invoice.export() for invoice in invoices], "drawn": drawn}
+
+
+def _put(items: list[dict], item: dict) -> None:
+    """Replace the record of the same id in an export's list, or append it."""
+    for position, existing in enumerate(items):
+        if existing["id"] == item["id"]:
+            items[position] = item
+            return
+    items.append(item)
 
 
 def namespace_record(namespace: str, export: dict, drawn: int) -> dict:
@@ -272,6 +285,12 @@ def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, i
             if name not in namespaces:
                 raise KeyError(f"namespace {name!r} is in neither the snapshot nor a creation record")
             business = next(b for b in namespaces[name]["businesses"] if b["id"] == record["business"])
+            last_drawn[name] = record["drawn"]
+            if record["op"] == "customer":
+                _put(business["customers"], record["customer"])
+                continue
+            for invoice in record.get("invoices") or ():
+                _put(business["invoices"], invoice)
             credits = business["customer_credits"]
             index = positions.get((name, business["id"]))
             if index is None:

@@ -38,11 +38,13 @@ import time
 
 from werkzeug.datastructures import Headers
 
+from .auth import Authenticator
 from .contract import BearerAuth, Contract, ContractRequest, ContractResponse
 from .errors import (
     JSON,
     SHUTDOWN_RETRY_AFTER,
     ApiError,
+    OAuthError,
     bad_request,
     contract_violation,
     from_namespace_error,
@@ -66,6 +68,11 @@ UNCHECKED_PATHS = ("/__sandbox", "/ui", "/openapi.json")
 _UNROUTABLE = re.compile("[\x00-\x1f\x7f?#]")
 _DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
 NAMESPACE_PREFIX = "/__ns/"
+# The token endpoint authenticates the client (HTTP Basic), not a bearer token, and answers
+# errors in OAuth's shape. It and the auth-token routes answer with a token: their bodies are
+# never kept in the journal.
+CLIENT_AUTH_OPERATIONS = frozenset({"oauth2.token.post"})
+TOKEN_OPERATIONS = frozenset({"oauth2.token.post", "business.auth-token.post", "business.auth-token.get"})
 
 
 def _headers(raw) -> Headers:
@@ -79,7 +86,7 @@ def _error_response(error: ApiError) -> ContractResponse:
 class Pipeline:
     """ASGI middleware placed after connexion's routing; see the module docstring."""
 
-    def __init__(self, app, *, sandbox: Sandbox, contract: Contract, auth: BearerAuth,
+    def __init__(self, app, *, sandbox: Sandbox, contract: Contract, auth: Authenticator,
                  catalog: ResponseCatalog, rate_limiter: RateLimiter | None, validate: bool = True) -> None:
         self.app = app
         self.sandbox = sandbox
@@ -103,6 +110,9 @@ class Pipeline:
             await self._send(scope, send, _error_response(error), None, notes, unchecked=True)
             return
         notes["operation_id"] = operation_id
+        if operation_id in TOKEN_OPERATIONS:
+            notes["secret"] = True
+        client_auth = operation_id in CLIENT_AUTH_OPERATIONS
 
         body = await read_body(receive)
         headers = _headers(scope["headers"])
@@ -114,7 +124,7 @@ class Pipeline:
         # whether the request itself kept the contract even when the sandbox cannot give it a
         # namespace; the namespace's problem is the one answered. A request without a valid token
         # makes no namespace.
-        error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+        error = None if client_auth else self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
         namespace = namespace_error = None
         if error is None:
             try:
@@ -130,6 +140,8 @@ class Pipeline:
             notes["request_validation"] = "fail" if error else "pass"
             notes["validated"] = request.validated  # what the handler is called with (sandbox.operations)
         error = namespace_error or error
+        if error is not None and client_auth:
+            error = OAuthError.from_api_error(error)
         if error is None and self.rate_limiter is not None:
             allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
             if not allowed:
@@ -338,8 +350,13 @@ class Edge:
                 if not journaled:
                     # Journal before any byte leaves: a client that reads the journal right after
                     # its response must find the entry there (its body follows as it is sent).
+                    # A token's request and answer keep no body (credentials, the token).
                     journaled = True
-                    entry = self._record(scope, notes, message["status"], started, body)
+                    secret = notes.get("secret")
+                    entry = self._record(scope, notes, message["status"], started, None if secret else body)
+                    if secret:
+                        entry["bodies_withheld"] = "a token route: its bodies hold credentials or a token"
+                        entry = None
             elif message["type"] == "http.response.body" and entry is not None:
                 self.journal.add_body(entry, message.get("body", b""))
             await send(message)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import persistence
+from . import fixtures, persistence
 from .clock import Clock, ClockError
 from .config import Config
 from .rules import RuleBook
@@ -31,6 +31,7 @@ from .naming import (  # noqa: F401 -- re-exported: the namespace vocabulary liv
     check_namespace_name,
 )
 from .store import Store
+from .timestamps import format_timestamp
 
 log = logging.getLogger("layer_sandbox")
 
@@ -54,7 +55,7 @@ class Namespace:
 
     def _attach(self, store: Store) -> None:
         if self.on_write is not None:
-            store.on_write = lambda business, credit: self.on_write(self, business, credit)
+            store.on_write = lambda business, **changed: self.on_write(self, business, **changed)
 
     def detach(self) -> None:
         """The store this namespace held stops reporting writes (it is being replaced or dropped)."""
@@ -73,6 +74,15 @@ class Namespace:
 
     def describe(self) -> dict:
         return {"namespace": self.name, "scenario": self.scenario.name, "seed": self.seed}
+
+    def add_fixtures(self, body: dict) -> dict:
+        """Add exact records (sandbox.fixtures), all or none; what was added. FixtureError says why not."""
+        with self.store.lock:  # no write lands between the export and the new store
+            store, added = fixtures.apply(self.store, body, lambda: format_timestamp(self.clock()))
+            self._attach(store)
+            self.detach()
+            self.store = store
+        return added
 
     def export(self) -> dict:
         return {**export_store(self.store), "namespace": self.name, "scenario": self.scenario.name,
@@ -164,9 +174,9 @@ class Sandbox:
         on_write = self._log_write if self.state_file is not None else None
         return Namespace(name, scenario, seed, clock, store, self.templates, on_write=on_write)
 
-    def _log_write(self, namespace: Namespace, business, credit) -> None:
+    def _log_write(self, namespace: Namespace, business, **changed) -> None:
         """Called under the store's lock by every write: logged before it is acknowledged."""
-        self.state_file.append(persistence.credit_record(namespace.name, business, credit, namespace.store.ids.drawn))
+        self.state_file.append(persistence.write_record(namespace.name, business, namespace.store.ids.drawn, **changed))
 
     def checkpoint(self) -> int:
         """Write every namespace to --state-file and start an empty log; the snapshot's size.
@@ -241,6 +251,11 @@ class Sandbox:
         if found is None:
             return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
         return {**found.describe(), "exists": True}
+
+    def clock_of(self, name: str):
+        """A namespace's clock, or None when there is no such namespace (it was deleted)."""
+        found = self.namespaces.get(name)
+        return found.clock if found is not None else None
 
     # The default namespace, for code that predates namespaces (and for printing at start-up).
     @property

@@ -55,6 +55,12 @@ FILE = {
             "description": "a count of businesses, or a list with one entry (a mapping) per business",
         },
         "per_business": BUSINESS,
+        "fixtures": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": ("a list of exact records to add after seeding, each as POST /__sandbox/fixtures takes "
+                            "them (`business: 0` names the first business)"),
+        },
     },
 }
 # What the file and the files it extends must give between them.

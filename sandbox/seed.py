@@ -13,6 +13,7 @@ key as it is read (`sandbox.scenariofile`): a typo is an error naming the key an
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 import sys
 import threading
@@ -24,13 +25,14 @@ from pathlib import Path
 import yaml
 from faker import Faker
 
-from . import scenariofile
+from . import fixtures, scenariofile
 from .models import (
     Allocation,
     Business,
     Customer,
     CustomerCredit,
     Invoice,
+    InvoiceLine,
     LedgerAccount,
     LineItem,
     Tag,
@@ -52,6 +54,15 @@ MEMOS = [
     "Service outage credit",
     "Duplicate charge refund",
 ]
+
+
+PRODUCTS = ["Consulting hours", "Annual subscription", "Installation", "Support plan", "Hardware kit",
+            "Training session", "Shipping and handling", "Maintenance visit"]
+INVOICE_TERMS_DAYS = 30
+
+
+def _stream_seed(seed: int, purpose: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"layer-sandbox:{seed}:{purpose}".encode()).digest()[:8], "big")
 
 
 class ScenarioError(ValueError):
@@ -121,6 +132,8 @@ class Scenario:
     subtype_display_names: dict[str, str]
     credit_line_accounts: list[str]
     businesses: list[dict]
+    # Exact records added after seeding (sandbox.fixtures), in order.
+    fixtures: tuple = ()
 
     @functools.cached_property
     def content(self) -> str:
@@ -152,6 +165,7 @@ class Scenario:
                 subtype_display_names=chart["subtype_display_names"],
                 credit_line_accounts=chart["credit_line_accounts"],
                 businesses=[_merge(per_business, override or {}) for override in overrides],
+                fixtures=tuple(spec.get("fixtures") or ()),
             )
         except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as exc:
             raise ScenarioError(f"scenario {path} is incomplete or malformed: {exc!r}") from None
@@ -188,6 +202,10 @@ class _Seeder:
         self.fake = _faker(scenario.locale, seed)
         self.rng = random.Random(f"layer-sandbox:{seed}")
         self.ids = IdSource(seed)
+        # Invoice details (due dates, line items, external ids) draw from streams of their own, so
+        # that adding them left every other seeded value, and every other id, as it was.
+        self.invoice_rng = random.Random(_stream_seed(seed, "invoices"))
+        self.invoice_ids = IdSource(_stream_seed(seed, "invoice-lines"))
         self._batches: dict[int, dict] = {}
 
     def moment(self, earliest_days: float = None) -> datetime:
@@ -228,6 +246,7 @@ class _Seeder:
                 sent_at=format_timestamp(self.moment()),
                 total_amount=self.rng.randint(20, 2000) * 100,
             )
+            self.detail_invoice(business, invoice, number)
             business.invoices[invoice.id] = invoice
         for number in range(counts["credits"]):
             credit = self.credit(business, customers, number, counts)
@@ -237,6 +256,31 @@ class _Seeder:
             credit.deleted_at = credit.updated_at = format_timestamp(
                 parse_timestamp(credit.updated_at) + timedelta(seconds=self.rng.randint(60, 86400)))
         return business
+
+    def detail_invoice(self, business: Business, invoice: Invoice, number: int) -> None:
+        """Due date, recipient, external id and line items (summing to the total) of a seeded invoice."""
+        rng = self.invoice_rng
+        sent = parse_timestamp(invoice.sent_at)
+        customer = business.customers[invoice.customer_id]
+        invoice.business_id = business.id
+        invoice.due_at = format_timestamp(sent + timedelta(days=INVOICE_TERMS_DAYS))
+        invoice.updated_at = invoice.sent_at
+        invoice.recipient_name = customer.company_name or customer.individual_name
+        invoice.external_id = f"inv-{number + 1:05d}" if rng.random() < 0.5 else None
+        account = business.account_by_stable_name(self.scenario.credit_line_accounts[0])
+        hundreds = invoice.total_amount // 100
+        count = min(rng.randint(1, 3), hundreds)
+        cuts = sorted(rng.sample(range(1, hundreds), count - 1)) if count > 1 else []
+        lines = []
+        for low, high in zip([0, *cuts], [*cuts, hundreds]):
+            subtotal = (high - low) * 100
+            quantity = rng.choice([q for q in (1, 2, 4, 5) if subtotal % q == 0])
+            lines.append(InvoiceLine(
+                id=self.invoice_ids.new(), invoice_id=invoice.id, description=rng.choice(PRODUCTS),
+                unit_price=subtotal // quantity, quantity=str(quantity), subtotal=subtotal,
+                account_id=account.id if account is not None else None,
+            ))
+        invoice.line_items = tuple(lines)
 
     def customer(self, with_external_id: bool) -> Customer:
         is_company = self.rng.random() < 0.6
@@ -320,8 +364,10 @@ class _Seeder:
         ]
 
     def allocate(self, credit: CustomerCredit, invoice: Invoice, amount: int) -> None:
-        # The seeder tracks balances itself; the store recomputes them from the credits.
+        # The seeder tracks balances itself; the store recomputes them from the credits (and
+        # paid_at from the balance).
         invoice.credited_amount += amount
+        invoice.updated_at = max(invoice.updated_at or credit.updated_at, credit.updated_at)
         credit.allocations = (*credit.allocations, Allocation(self.ids.new(), credit.id, invoice.id, amount))
 
     def allocate_partly(self, business: Business, credit: CustomerCredit) -> None:
@@ -351,7 +397,15 @@ def build_store(scenario: Scenario, seed: int) -> Store:
     with _FAKERS_LOCK:
         seeder = _Seeder(scenario, seed)
         businesses = [seeder.business(counts) for counts in scenario.businesses]
-    return Store(businesses, seeder.ids)
+    store = Store(businesses, seeder.ids)
+    # Records the fixtures leave undated are stamped at the scenario's epoch: no wall clock.
+    epoch = format_timestamp(scenario.epoch)
+    for position, body in enumerate(scenario.fixtures):
+        try:
+            store, _ = fixtures.apply(store, body, lambda: epoch)
+        except fixtures.FixtureError as exc:
+            raise ScenarioError(f"scenario {scenario.path}: fixtures[{position}]: {exc}") from None
+    return store
 
 
 class Templates:

@@ -23,6 +23,7 @@ from .models import (
     Customer,
     CustomerCredit,
     Invoice,
+    InvoiceLine,
     LedgerAccount,
     LineItem,
     Tag,
@@ -74,12 +75,8 @@ def _export_business(business: Business) -> dict:
             }
             for a in business.ledger_accounts.values()
         ],
-        "customers": [{k: v for k, v in c.to_api().items() if k != "type"} for c in business.customers.values()],
-        "invoices": [
-            {"id": i.id, "customer_id": i.customer_id, "invoice_number": i.invoice_number,
-             "sent_at": i.sent_at, "total_amount": i.total_amount}
-            for i in business.invoices.values()
-        ],
+        "customers": [c.export() for c in business.customers.values()],
+        "invoices": [i.export() for i in business.invoices.values()],
         "tag_dimensions": dict(business.tag_dimensions),
         "tag_definitions": [{"key": k, "value": v, "id": d} for (k, v), d in business.tag_definitions.items()],
         "customer_credits": [credit.to_api() for credit in business.credits.values()],
@@ -104,6 +101,18 @@ _TAG = {
 }
 _TAGS = {"type": "array", "items": _TAG}
 _METADATA = {"type": ["object", "null"]}
+_CENTS = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+_INVOICE_LINE = {
+    "type": "object",
+    "required": ["id", "unit_price", "quantity", "subtotal"],
+    "properties": {
+        "id": _UUID, "external_id": _EXTERNAL_ID, "invoice_id": _UUID, "description": _TEXT, "memo": _TEXT,
+        "unit_price": _CENTS, "quantity": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+        "subtotal": _CENTS, "discount_amount": _CENTS, "sales_taxes_total": _CENTS,
+        "account_identifier": {"type": ["object", "null"], "required": ["type", "id"],
+                               "properties": {"type": {"const": "AccountId"}, "id": _UUID}},
+    },
+}
 _SCHEMA = {
     "type": "object",
     "required": ["format", "businesses"],
@@ -157,10 +166,14 @@ _SCHEMA = {
                     }},
                     "invoices": {"type": "array", "items": {
                         "type": "object",
-                        "required": ["id", "customer_id", "invoice_number", "sent_at", "total_amount"],
+                        "required": ["id", "customer_id", "total_amount"],
                         "properties": {
-                            "id": _UUID, "customer_id": _UUID, "invoice_number": {"type": "string"},
-                            "sent_at": {"type": "string"}, "total_amount": _AMOUNT,
+                            "id": _UUID, "customer_id": _UUID, "invoice_number": _TEXT, "external_id": _EXTERNAL_ID,
+                            "sent_at": _TEXT, "due_at": _TEXT, "paid_at": _TEXT, "voided_at": _TEXT,
+                            "imported_at": _TEXT, "updated_at": _TEXT, "recipient_name": _TEXT, "memo": _TEXT,
+                            "custom_payment_instructions": _TEXT, "total_amount": _AMOUNT, "paid_amount": _CENTS,
+                            "additional_discount": _CENTS, "additional_sales_taxes_total": _CENTS,
+                            "line_items": {"type": "array", "items": _INVOICE_LINE},
                         },
                     }},
                     "tag_dimensions": {"type": "object", "additionalProperties": _UUID},
@@ -259,6 +272,49 @@ def _metadata(value: dict | None, where: str, problems: list[str]) -> dict | Non
     return value
 
 
+def import_invoice(business: Business, i: dict, at: str, problems: list[str]) -> Invoice:
+    """An invoice of an export (or of the fixtures API): its lines add up to its total, it names a
+    customer of the business, and what was paid otherwise stays within the total."""
+    if i["customer_id"] not in business.customers:
+        problems.append(f"{at}.customer_id: no customer {i['customer_id']} in this business")
+    lines = []
+    for m, line in enumerate(i.get("line_items") or []):
+        account = (line.get("account_identifier") or {}).get("id")
+        if account is not None and account not in business.ledger_accounts:
+            problems.append(f"{at}.line_items[{m}].account_identifier: no ledger account {account} in this business")
+        if line.get("invoice_id", i["id"]) != i["id"]:
+            problems.append(f"{at}.line_items[{m}].invoice_id: is not this invoice's id")
+        lines.append(InvoiceLine(
+            id=line["id"], invoice_id=i["id"], description=line.get("description"), unit_price=line["unit_price"],
+            quantity=line["quantity"], subtotal=line["subtotal"], discount_amount=line.get("discount_amount", 0),
+            sales_taxes_total=line.get("sales_taxes_total", 0), external_id=line.get("external_id"),
+            memo=line.get("memo"), account_id=account,
+        ))
+        if lines[-1].total_amount < 0:
+            problems.append(f"{at}.line_items[{m}]: its discount_amount exceeds its subtotal and taxes")
+    _unique(i.get("line_items") or [], "line item", at, problems)
+    invoice = Invoice(
+        i["id"], i["customer_id"], i.get("invoice_number"), _timestamp(i.get("sent_at"), f"{at}.sent_at", problems),
+        i["total_amount"], business_id=business.id, external_id=i.get("external_id"),
+        due_at=_timestamp(i.get("due_at"), f"{at}.due_at", problems),
+        paid_at=_timestamp(i.get("paid_at"), f"{at}.paid_at", problems),
+        voided_at=_timestamp(i.get("voided_at"), f"{at}.voided_at", problems),
+        imported_at=_timestamp(i.get("imported_at"), f"{at}.imported_at", problems),
+        updated_at=_timestamp(i.get("updated_at"), f"{at}.updated_at", problems),
+        recipient_name=i.get("recipient_name"), memo=i.get("memo"),
+        custom_payment_instructions=i.get("custom_payment_instructions"), line_items=tuple(lines),
+        additional_discount=i.get("additional_discount", 0),
+        additional_sales_taxes_total=i.get("additional_sales_taxes_total", 0), paid_amount=i.get("paid_amount", 0),
+    )
+    if lines and invoice.subtotal - invoice.additional_discount + invoice.additional_sales_taxes_total != invoice.total_amount:
+        problems.append(f"{at}.total_amount: {invoice.total_amount} is not the line items' {invoice.subtotal} less "
+                        f"additional_discount {invoice.additional_discount} plus additional_sales_taxes_total "
+                        f"{invoice.additional_sales_taxes_total}")
+    if invoice.paid_amount > invoice.total_amount:
+        problems.append(f"{at}.paid_amount: {invoice.paid_amount} exceeds the total {invoice.total_amount}")
+    return invoice
+
+
 def _tags(items: list[dict] | None) -> list[Tag]:
     return [
         Tag(t["id"], t["key"], t["value"], t["dimension_id"], t["definition_id"],
@@ -297,12 +353,7 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
             status=c.get("status", "ACTIVE"), transaction_tags=_tags(c.get("transaction_tags")),
         )
     for n, i in enumerate(item["invoices"]):
-        if i["customer_id"] not in business.customers:
-            problems.append(f"{where}.invoices[{n}].customer_id: no customer {i['customer_id']} in this business")
-        business.invoices[i["id"]] = Invoice(
-            i["id"], i["customer_id"], i["invoice_number"],
-            _timestamp(i["sent_at"], f"{where}.invoices[{n}].sent_at", problems) or i["sent_at"], i["total_amount"],
-        )
+        business.invoices[i["id"]] = import_invoice(business, i, f"{where}.invoices[{n}]", problems)
     business.tag_dimensions = dict(item.get("tag_dimensions") or {})
     business.tag_definitions = {(d["key"], d["value"]): d["id"] for d in item.get("tag_definitions") or []}
 
@@ -377,8 +428,9 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
         business.credits[credit.id] = credit
     for invoice_id, amount in applied.items():
         invoice = business.invoices[invoice_id]
-        if amount > invoice.total_amount:
-            problems.append(f"{where}: live credits apply {amount} to invoice {invoice_id}, above its total {invoice.total_amount}")
+        if amount > invoice.total_amount - invoice.paid_amount:
+            problems.append(f"{where}: live credits apply {amount} to invoice {invoice_id}, above what is left "
+                            f"of its total {invoice.total_amount} once {invoice.paid_amount} paid otherwise")
     for external_id, count in live_external_ids.items():
         if count > 1:
             problems.append(f"{where}: {count} live credits share external_id {external_id!r}")

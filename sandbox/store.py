@@ -22,11 +22,12 @@ from .models import (
     Business,
     Customer,
     CustomerCredit,
+    Invoice,
     LedgerAccount,
     LineItem,
     Tag,
 )
-from .pagination import CreditIndexes, InvalidCursor, Page, paginate
+from .pagination import CreditIndexes, Cursor, InvalidCursor, Key, Page, SortedIndex, page_of, paginate
 from .timestamps import format_timestamp, normalize_timestamp
 
 METADATA_LIMIT_BYTES = 1024
@@ -152,6 +153,61 @@ class CreditFilters:
         return lambda credit: all(check(credit) for check in checks)
 
 
+# The members of a customer a client writes (Layer's SDK: `UpsertCustomerSchema`); each nullable.
+CUSTOMER_FIELDS = ("external_id", "individual_name", "company_name", "email", "mobile_phone",
+                   "office_phone", "address_string", "memo")
+ARCHIVED = "ARCHIVED"
+
+
+def _customer_matches(q: str | None) -> Callable[[Customer], bool] | None:
+    """The `q` search of the customer list: a case-insensitive substring of a name, the email or
+    the external id."""
+    if q is None:
+        return None
+    needle = q.casefold()
+    return lambda c: any(value is not None and needle in value.casefold() for value in (
+        c.individual_name, c.company_name, c.email, c.external_id))
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceFilters:
+    """Invoice list filters; `None` means "no constraint". Timestamps are fixed-width UTC strings."""
+
+    statuses: frozenset[str] | None = None
+    due_at_start: str | None = None
+    due_at_end: str | None = None
+    q: str | None = None
+
+    def predicate(self, customers: dict[str, Customer]) -> Callable[[Invoice], bool] | None:
+        checks: list[Callable[[Invoice], bool]] = []
+        if self.statuses is not None:
+            statuses = self.statuses
+            checks.append(lambda i: i.status in statuses)
+        if self.due_at_start is not None:
+            start = self.due_at_start
+            checks.append(lambda i: i.due_at is not None and i.due_at >= start)
+        if self.due_at_end is not None:
+            end = self.due_at_end
+            checks.append(lambda i: i.due_at is not None and i.due_at < end)
+        if self.q is not None:
+            needle = self.q.casefold()
+
+            def found(invoice: Invoice) -> bool:
+                customer = customers.get(invoice.customer_id)
+                texts = (invoice.invoice_number, invoice.recipient_name, invoice.external_id, invoice.memo,
+                         *((customer.individual_name, customer.company_name) if customer else ()))
+                return any(text is not None and needle in text.casefold() for text in texts)
+            checks.append(found)
+        if not checks:
+            return None
+        return lambda invoice: all(check(invoice) for check in checks)
+
+
+def invoice_key(invoice: Invoice) -> Key:
+    """Invoices list by `sent_at` (unsent last when ascending), ties broken by id."""
+    return (1, "", invoice.id) if invoice.sent_at is None else (0, invoice.sent_at, invoice.id)
+
+
 def timestamp_input(value: str | None, field: str) -> str | None:
     """A client's date or date-time in the wire format; InvalidInput naming `field` if it is none."""
     if value is None:
@@ -179,25 +235,41 @@ class Store:
         self.lock = threading.RLock()
         self.ids = ids
         self.clock = clock
-        # Called, under the lock, with each credit a write has just changed and its business:
-        # how --state-file logs every write before it is acknowledged (sandbox.runtime).
+        # Called, under the lock, with the business and what a write has just changed (keyword
+        # `credit` and `invoices`, or `customer`): how --state-file logs every write before it
+        # is acknowledged (sandbox.runtime).
         self.on_write: Callable[[Business, CustomerCredit], None] | None = None
         self.businesses: dict[str, Business] = {b.id: b for b in businesses}
         self._indexes: dict[str, CreditIndexes] = {}
         self._external_ids: dict[str, dict[str, str]] = {}
+        # Per business: customer ids in the order they were made (the customer list's order;
+        # customers are archived, never removed), and invoices by sent_at (made on first list).
+        self._customer_order: dict[str, list[str]] = {}
+        self._invoice_orders: dict[str, SortedIndex] = {}
+        # Invoices whose balance the write under way changed (stamped and reported by _wrote).
+        self._touched: dict[str, Invoice] = {}
         if _indexed_like is not None:  # a clone: same credits, so the same orders and balances
             for business in self.businesses.values():
                 self._indexes[business.id] = _indexed_like._indexes[business.id].clone(business.credits)
                 self._external_ids[business.id] = dict(_indexed_like._external_ids[business.id])
+                self._customer_order[business.id] = list(_indexed_like._customer_order[business.id])
             return
         for business in self.businesses.values():
             live = [credit for credit in business.credits.values() if not credit.is_deleted]
             self._indexes[business.id] = CreditIndexes(business.credits, live)
             self._external_ids[business.id] = {}
+            self._customer_order[business.id] = list(business.customers)
             for invoice in business.invoices.values():
                 invoice.credited_amount = 0
+                invoice.business_id = business.id
             for credit in live:
                 self._index(business, credit, sorted_already=True)
+            for invoice in business.invoices.values():  # paid_at as the balances now say
+                if invoice.outstanding_balance > 0:
+                    invoice.paid_at = None
+                elif invoice.paid_at is None:
+                    invoice.paid_at = invoice.updated_at or invoice.sent_at
+        self._touched.clear()
 
     def clone(self, clock: Callable[[], datetime] | None = None) -> Store:
         """A store holding a copy of this one's data and id generator, on its own clock: the same
@@ -258,6 +330,152 @@ class Store:
                 )
             except InvalidCursor as exc:
                 raise InvalidInput(f"cursor {exc}", field="cursor") from None
+
+    def customer(self, business_id: str, customer_id: str) -> Customer:
+        """A customer of this business, archived ones included (Layer still fetches them)."""
+        with self.lock:
+            customer = self.business(business_id).customers.get(customer_id.lower())
+            if customer is None:
+                raise NotFound(f"Customer {customer_id} not found", field="customerId",
+                               resource="customer", id=customer_id)
+            return customer
+
+    def list_customers(self, business_id: str, *, q: str | None = None, identity: str | None = None,
+                       limit: int = 100, cursor: str | None = None, with_total: bool = False) -> Page:
+        """Active customers in the order they were made; archived ones are left out, as Layer
+        leaves them out of its list. `identity`: IDENTIFIED lists only customers with a name
+        (individual or company), UNIDENTIFIED only those without (Layer's SDK always asks for
+        IDENTIFIED)."""
+        with self.lock:
+            business_id = business_id.lower()
+            business = self.business(business_id)
+            order = self._customer_order[business_id]
+            start = 0
+            if cursor is not None:
+                try:
+                    decoded = Cursor.decode(cursor)
+                    _, position, after_id = decoded.after
+                    start = int(position) + 1
+                    if decoded.sort_by != "created_at" or not 0 < start <= len(order) or order[start - 1] != after_id:
+                        raise InvalidCursor("is not a cursor this sandbox issued for this list")
+                except (InvalidCursor, ValueError):
+                    raise InvalidInput("cursor is not a cursor this sandbox issued for this list",
+                                       field="cursor") from None
+            matches = _customer_matches(q)
+
+            def listed(customer: Customer) -> bool:
+                if customer.status == ARCHIVED or (matches is not None and not matches(customer)):
+                    return False
+                if identity is None:
+                    return True
+                named = customer.individual_name is not None or customer.company_name is not None
+                return named == (identity == "IDENTIFIED")
+
+            items: list[Customer] = []
+            has_more, last = False, start - 1
+            for position in range(start, len(order)):
+                customer = business.customers[order[position]]
+                if not listed(customer):
+                    continue
+                if len(items) == limit:
+                    has_more = True
+                    break
+                items.append(customer)
+                last = position
+            next_cursor = Cursor("created_at", "ASC", (0, str(last), order[last])).encode() if has_more else None
+            total = sum(1 for c in business.customers.values() if listed(c)) if with_total else None
+            return Page(items, next_cursor, has_more, "created_at", "ASC", total)
+
+    def invoice(self, business_id: str, invoice_id: str) -> Invoice:
+        with self.lock:
+            invoice = self.business(business_id).invoices.get(invoice_id.lower())
+            if invoice is None:
+                raise NotFound(f"Invoice {invoice_id} not found", field="invoiceId",
+                               resource="invoice", id=invoice_id)
+            return invoice
+
+    def list_invoices(self, business_id: str, filters: InvoiceFilters, *, sort_order: str = "ASC",
+                      limit: int = 100, cursor: str | None = None, with_total: bool = False) -> Page:
+        """Invoices by `sent_at` (the one sort Layer's SDK asks for), keyset-paginated."""
+        with self.lock:
+            business_id = business_id.lower()
+            business = self.business(business_id)
+            index = self._invoice_orders.get(business_id)
+            if index is None:
+                invoices = business.invoices
+                ordered = sorted(invoices.values(), key=invoice_key)
+                index = self._invoice_orders[business_id] = SortedIndex(
+                    lambda invoice_id: invoice_key(invoices[invoice_id]), [i.id for i in ordered])
+            try:
+                return page_of(index, business.invoices, invoice_key, sort_by="sent_at", sort_order=sort_order,
+                               limit=limit, cursor=cursor, matches=filters.predicate(business.customers),
+                               with_total=with_total)
+            except InvalidCursor as exc:
+                raise InvalidInput(f"cursor {exc}", field="cursor") from None
+
+    # ----------------------------------------------------------------------------- customers
+
+    def create_customer(self, business_id: str, params: dict) -> tuple[Customer, bool]:
+        """Create a customer, or update the one with the same `external_id` (Layer's upsert, as
+        for credits: archived customers included). Returns it and whether it was made."""
+        with self.lock:
+            business = self.business(business_id)
+            external_id = params.get("external_id")
+            existing = business.customer_by_external_id(external_id) if external_id is not None else None
+            if existing is not None:
+                return self._change_customer(business, existing, params), False
+            customer_id = self.ids.new()
+            while customer_id in business.customers:
+                customer_id = self.ids.new()
+            customer = Customer(id=customer_id, **{name: params.get(name) for name in CUSTOMER_FIELDS})
+            business.customers[customer.id] = customer
+            self._customer_order[business.id].append(customer.id)
+            self._wrote_customer(business, customer)
+            return customer, True
+
+    def update_customer(self, business_id: str, customer_id: str, params: dict) -> Customer:
+        """Set the given members (a null clears one); the others are kept."""
+        with self.lock:
+            customer = self.customer(business_id, customer_id)
+            business = self.business(business_id)
+            external_id = params.get("external_id")
+            if external_id is not None and external_id != customer.external_id:
+                owner = business.customer_by_external_id(external_id)
+                if owner is not None:
+                    raise RuleViolation(f"external_id {external_id!r} is already used by customer {owner.id}",
+                                        field="external_id")
+            return self._change_customer(business, customer, params)
+
+    def archive_customer(self, business_id: str, customer_id: str) -> Customer:
+        """Status ARCHIVED: left out of the list, still fetched by id; takes no new credits."""
+        with self.lock:
+            customer = self.customer(business_id, customer_id)
+            if customer.status == ARCHIVED:
+                return customer
+            return self._change_customer(self.business(business_id), customer, {}, status=ARCHIVED)
+
+    def _change_customer(self, business: Business, customer: Customer, params: dict,
+                         status: str | None = None) -> Customer:
+        """A new customer record with the changes, in place of the old one everywhere it shows
+        (credits embed their customer): records another store may share are never changed."""
+        changed = customer.copy()
+        for name in CUSTOMER_FIELDS:
+            if name in params:
+                setattr(changed, name, params[name])
+        if status is not None:
+            changed.status = status
+        if changed == customer:
+            return customer
+        business.customers[changed.id] = changed
+        for credit in list(business.credits.values()):
+            if credit.customer.id == changed.id:
+                self._own(business, credit).customer = changed
+        self._wrote_customer(business, changed)
+        return changed
+
+    def _wrote_customer(self, business: Business, customer: Customer) -> None:
+        if self.on_write is not None:
+            self.on_write(business, customer=customer)
 
     # ----------------------------------------------------------------------------- writes
 
@@ -412,6 +630,9 @@ class Store:
                     field="customer_external_id",
                 )
             customer = match
+        if customer.status == ARCHIVED and customer is not current:
+            raise RuleViolation(f"Customer {customer.id} is archived and takes no new customer credits",
+                                field="customer_external_id" if by_id is None else "customer_id")
         return customer
 
     def _resolve_account(self, business: Business, identifier: dict, field: str) -> LedgerAccount:
@@ -480,6 +701,8 @@ class Store:
                 raise RuleViolation(
                     f"Invoice {invoice.id} belongs to another customer than the credit's", field=where
                 )
+            if not invoice.open and invoice.id not in released:
+                raise RuleViolation(f"Invoice {invoice.id} is voided and takes no credit", field=where)
             per_invoice[invoice.id] = per_invoice.get(invoice.id, 0) + item["amount"]
             open_amount = invoice.outstanding_balance + released.get(invoice.id, 0)
             if per_invoice[invoice.id] > open_amount:
@@ -539,14 +762,18 @@ class Store:
         if credit.external_id is not None:
             self._external_ids[business.id][credit.external_id] = credit.id
         for allocation in credit.allocations:
-            business.invoices[allocation.invoice_id].credited_amount += allocation.amount
+            invoice = business.invoices[allocation.invoice_id]
+            invoice.credited_amount += allocation.amount
+            self._touched[invoice.id] = invoice
 
     def _unindex(self, business: Business, credit: CustomerCredit) -> None:
         self._indexes[business.id].discard(credit)
         if credit.external_id is not None:
             self._external_ids[business.id].pop(credit.external_id, None)
         for allocation in credit.allocations:
-            business.invoices[allocation.invoice_id].credited_amount -= allocation.amount
+            invoice = business.invoices[allocation.invoice_id]
+            invoice.credited_amount -= allocation.amount
+            self._touched[invoice.id] = invoice
 
     @staticmethod
     def _own(business: Business, credit: CustomerCredit) -> CustomerCredit:
@@ -558,8 +785,16 @@ class Store:
         return mine
 
     def _wrote(self, business: Business, credit: CustomerCredit) -> None:
+        """A credit write is done: the invoices whose balance it moved are stamped (updated_at,
+        paid_at), and the credit and those invoices reported to `on_write`."""
+        touched = [invoice for invoice in self._touched.values()]
+        self._touched.clear()
+        if touched:
+            now = credit.updated_at
+            for invoice in touched:
+                invoice.settle(now)
         if self.on_write is not None:
-            self.on_write(business, credit)
+            self.on_write(business, credit=credit, invoices=touched)
 
     def _now(self) -> str:
         return format_timestamp(self.clock())

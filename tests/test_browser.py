@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -101,3 +102,92 @@ def test_swagger_ui_renders_every_operation_with_bearer_auth(sandbox, tmp_path):
                          ("delete", "/v1/businesses/{businessId}/invoices/customer-credits/{customerCreditId}")]:
         assert f"opblock-{method}" in dom and path.replace("{", "").replace("}", "") in dom.replace("\u200b", "").replace("{", "").replace("}", ""), (method, path)
     assert "authorize" in dom.lower()
+
+
+# What Layer's React SDK (@layerfi/components 0.1.144, tests/sdk) sends: every call carries the
+# bearer token, Layer-Locale and Layer-React-Version (authenticatedHttp.ts); GETs add
+# `Content-Type: application/json`, writes `Cache-Control: no-cache` as well.
+SDK_HEADERS = ["Authorization", "Content-Type", "Layer-Locale", "Layer-React-Version", "Cache-Control"]
+
+SCOPED_PAGE = """<!doctype html><html><body><p id="own">pending</p><p id="other">pending</p>
+<p id="write">pending</p><p id="forged">pending</p><script>
+const api = __API__, business = __BUSINESS__, other = __OTHER__, token = __TOKEN__;
+const sdk = t => ({"Authorization": "Bearer " + t, "Content-Type": "application/json",
+                   "Layer-Locale": "en-US", "Layer-React-Version": "0.1.144"});
+function show(id, url, init) {
+  return fetch(url, init).then(r => r.json().then(j => {
+    const rows = Array.isArray(j.data) ? j.data : [];
+    document.getElementById(id).textContent = id + ": status=" + r.status
+      + " rows=" + rows.length
+      + " businesses=" + [...new Set(rows.map(i => i.business_id))].join(",")
+      + " error=" + (j.errors ? j.errors[0].type : "none")
+      + " contract=" + r.headers.get("X-Sandbox-Contract");
+  })).catch(e => { document.getElementById(id).textContent = id + ": failed: " + e; });
+}
+show("own", api + "/v1/businesses/" + business + "/invoices?limit=100", {headers: sdk(token)})
+  .then(() => show("other", api + "/v1/businesses/" + other + "/invoices", {headers: sdk(token)}))
+  .then(() => show("write", api + "/v1/businesses/" + business + "/customers", {
+      method: "POST", headers: {...sdk(token), "Cache-Control": "no-cache"},
+      body: JSON.stringify({external_id: "browser-1", individual_name: "Browser Customer"})}))
+  .then(() => show("forged", api + "/v1/businesses/" + business + "/invoices", {headers: sdk("made-up-token")}));
+</script></body></html>"""
+
+
+def business_token(base_url: str, business_id: str, client=("browser-app", "s3cret")) -> str:
+    """A business-scoped token, as a backend mints one for its browser app: a client token from
+    the sandbox's authorization server, then the business's auth-token route."""
+    answer = httpx.post(f"{base_url}/oauth2/token", auth=client,
+                        data={"grant_type": "client_credentials", "scope": "https://sandbox.layerfi.com/sandbox"})
+    assert answer.status_code == 200, answer.text
+    minted = httpx.post(f"{base_url}/v1/businesses/{business_id}/auth-token", json={"session_duration": 900},
+                        headers={"Authorization": f"Bearer {answer.json()['access_token']}"})
+    assert minted.status_code == 200 and minted.json()["expires_in"] == 900, minted.text
+    return minted.json()["access_token"]
+
+
+def test_a_page_with_a_business_scoped_token_reaches_its_business_only(tmp_path, page_server):
+    """Cross-origin, with the headers Layer's React SDK sends, on a sandbox that takes only the
+    tokens it issued (--client): the business's invoices, a 404 for another business."""
+    site, origin = page_server
+    server = SandboxProcess(tmp_path / "clients", "--client", "browser-app:s3cret")
+    try:
+        own, other = (b["id"] for b in httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][:2])
+        token = business_token(server.base_url, own)
+        invoices = httpx.get(f"{server.base_url}/v1/businesses/{own}/invoices?limit=100",
+                             headers={"Authorization": f"Bearer {token}"}).json()["data"]
+        assert invoices
+        page = SCOPED_PAGE
+        for name, value in {"API": server.base_url, "BUSINESS": own, "OTHER": other, "TOKEN": token}.items():
+            page = page.replace(f"__{name}__", json.dumps(value))
+        (site / "scoped.html").write_text(page)
+        dom = dump_dom(f"{origin}/scoped.html", tmp_path / "profile")
+        passed = "contract=request=pass; response=pass"
+        assert f"own: status=200 rows={len(invoices)} businesses={own} error=none {passed}" in dom, dom
+        assert f"other: status=404 rows=0 businesses= error=NotFound {passed}" in dom, dom
+        assert f"write: status=201 rows=0 businesses= error=none {passed}" in dom, dom
+        assert "forged: status=401 rows=0 businesses= error=Unauthorized" in dom, dom
+        # What the page wrote is there, in its business.
+        customers = httpx.get(f"{server.base_url}/v1/businesses/{own}/customers?q=browser-1",
+                              headers={"Authorization": f"Bearer {token}"}).json()["data"]
+        assert [c["individual_name"] for c in customers] == ["Browser Customer"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "DELETE", "token"])
+def test_a_preflight_allows_the_headers_layers_react_sdk_sends(sandbox, page_server, method):
+    """Each of the SDK's calls, and (`token`) its request to the auth URL when given an app id and
+    secret instead of a business token: Basic credentials and a form body, from the browser."""
+    _, origin = page_server
+    business_id, credit_id = a_credit(sandbox.base_url)
+    url = sandbox.base_url + credits_path(business_id, credit_id)
+    if method == "token":
+        url, method = sandbox.base_url + "/oauth2/token", "POST"
+    preflight = httpx.options(url, headers={
+        "Origin": origin, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": ", ".join(h.lower() for h in SDK_HEADERS)})
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert method in preflight.headers["access-control-allow-methods"].split(", ")
+    allowed = {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {h.lower() for h in SDK_HEADERS} <= allowed

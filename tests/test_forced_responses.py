@@ -238,7 +238,9 @@ def test_a_rule_no_operation_can_follow_is_refused_when_made(api, path, rule, fi
 def test_a_rule_applies_only_to_the_operations_that_can_follow_it(api, business, path):
     made = api.post("/__sandbox/rules", json={"path": "/v1/*", "code": 422, "count": 1})
     assert made.status_code == 201
-    assert sorted(made.json()["data"]["operations"]) == sorted([POST, PATCH])
+    # The writes that can break a business rule: credits' and customers' create and update.
+    assert sorted(made.json()["data"]["operations"]) == sorted(
+        [POST, PATCH, "business.customers.post", "business.customers.patch"])
     [listed] = api.get("/__sandbox/rules").json()["data"]
     assert listed["operations"] == made.json()["data"]["operations"]
     # A GET declares no 422: the rule passes it by, unused, instead of blaming a `Prefer` never sent.
@@ -248,9 +250,12 @@ def test_a_rule_applies_only_to_the_operations_that_can_follow_it(api, business,
     create = {**VALID_CREATE, "customer_id": business["customers"][0]["id"]}
     assert api.post(path, json=create).status_code == 422
     assert api.post(path, json=create).status_code == 201          # used up on the one it could follow
-    assert api.post("/__sandbox/rules", json={"code": 201}).json()["data"]["operations"] == [POST]
-    assert api.post("/__sandbox/rules", json={"example": "page"}).json()["data"]["operations"] == [GET_LIST]
-    delay_only = api.post("/__sandbox/rules", json={"method": "GET", "delay": 1}).json()["data"]
+    assert sorted(api.post("/__sandbox/rules", json={"code": 201}).json()["data"]["operations"]) == sorted(
+        [POST, "business.customers.post"])
+    assert sorted(api.post("/__sandbox/rules", json={"example": "page"}).json()["data"]["operations"]) == sorted(
+        [GET_LIST, "business.customers.get", "business.invoices.get"])
+    delay_only = api.post("/__sandbox/rules", json={"path": "*/customer-credits*", "method": "GET",
+                                                     "delay": 1}).json()["data"]
     assert sorted(delay_only["operations"]) == sorted([GET_LIST, GET_ONE])
 
 

@@ -16,6 +16,7 @@ import httpx
 from support import SandboxProcess
 
 TOKEN = "schemathesis"
+CLIENT_ID, CLIENT_SECRET = "schemathesis-client", "schemathesis-secret"
 SEED = 42
 MAX_EXAMPLES = 100
 
@@ -38,10 +39,16 @@ def config_for(business: dict) -> str:
       the sandbox answers a cursor it never issued with a 400 naming `cursor`.
     Nothing else is relaxed, and no check is excluded.
     """
-    return f'''headers = {{ Authorization = "Bearer {TOKEN}" }}
+    return f'''[auth.openapi.BearerAuth]
+bearer = "{TOKEN}"
+[auth.openapi.ClientBasic]
+username = "{CLIENT_ID}"
+password = "{CLIENT_SECRET}"
 
 [parameters]
 "path.businessId" = "{business["id"]}"
+"path.customerId" = {{ dictionary = "customers", probability = 0.9 }}
+"path.invoiceId" = {{ dictionary = "invoices", probability = 0.9 }}
 "body.customer_id" = {{ dictionary = "customers", probability = 0.9 }}
 "body.customer_external_id" = {{ dictionary = "customer_external_ids", probability = 0.9 }}
 "body.line_items[*].revenue_account_identifier.id" = {{ dictionary = "accounts", probability = 0.9 }}
