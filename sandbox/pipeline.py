@@ -158,7 +158,7 @@ class Pipeline:
                 error = exc
             else:
                 if forced is not None:
-                    response, forced_headers = self._forced(*forced)
+                    response, forced_headers = self._forced(*forced, operation_id)
                     extra_headers.update(forced_headers)
         if error is not None:
             response = _error_response(error)
@@ -217,7 +217,7 @@ class Pipeline:
         notes["forced"] = f"{rule.id}: {rule.directive.describe()}"
         return rule.directive, rule.id
 
-    def _forced(self, status: int, body: bytes) -> tuple[ContractResponse, dict[str, str]]:
+    def _forced(self, status: int, body: bytes, operation_id: str) -> tuple[ContractResponse, dict[str, str]]:
         """A forced answer as a real one of its status is sent, and the headers that must win over
         the rate limiter's: a 429 is the limiter's own refusal (its limit, an empty bucket, the
         next refill, `Retry-After`), a 503 says when to retry as the shutdown's 503 does."""
@@ -227,6 +227,9 @@ class Pipeline:
         headers = {"content-type": JSON}
         if status == 503:
             headers["Retry-After"] = SHUTDOWN_RETRY_AFTER
+        if status == 401:  # as a real 401 names the scheme to authenticate with
+            scheme = "Basic" if operation_id in CLIENT_AUTH_OPERATIONS else "Bearer"
+            headers["WWW-Authenticate"] = f'{scheme} realm="layer-sandbox"'
         return ContractResponse(status, Headers(headers), body), {}
 
     async def _send(self, scope, send, response: ContractResponse, fault: str | None, notes: dict,

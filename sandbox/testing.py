@@ -281,6 +281,12 @@ class SandboxHandle:
     def businesses(self) -> list[dict]:
         return self._data("GET", "/__sandbox/businesses")
 
+    def add_fixtures(self, **records) -> dict:
+        """Exact records for this test (`customers`, `invoices`, `ledger_accounts`,
+        `customer_credits`, with `business` or `business_id`): POST /__sandbox/fixtures, all or
+        none. What was added, by kind (ids)."""
+        return self._data("POST", "/__sandbox/fixtures", body=records)
+
     def add_rule(self, **rule) -> dict:
         return self._data("POST", "/__sandbox/rules", body=rule)
 

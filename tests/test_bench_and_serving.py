@@ -100,8 +100,16 @@ def test_a_quick_run_of_the_benchmark_measures_every_part(tmp_path):
     assert figures["cold_start"]["sandbox"]["median_s"] > 0
     assert set(figures["list_latency"]) == {"100", "1000"}
     assert figures["memory"]["rss_mib_with_1000_credits"] > 0
+    assert list(figures["routes"]) == ["default", "paging"]
+    for scenario, rows in figures["routes"].items():
+        assert list(rows) == ["customers", "invoices", "credits"], scenario
+        for route, row in rows.items():
+            assert row["requests_per_second"] > 0 and row["p50_ms"] > 0 and row["items"] > 0, (scenario, route)
+            assert row["non_2xx"] == 0 and row["socket_errors"] is None, (scenario, route)
+    assert [figures["routes"]["paging"][r]["items"] for r in ("customers", "invoices", "credits")] == [40, 60, 100]
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 1 | sandbox |" in (tmp_path / "results.md").read_text()
+    assert "| paging | list invoices | 60 |" in (tmp_path / "results.md").read_text()
 
 
 def test_handlers_answer_alike_with_openapi_cores_values_and_with_connexions_parsing(tmp_path):

@@ -290,3 +290,20 @@ def test_fixtures_survive_export_and_import(api, acme):
     assert api.put("/__sandbox/state", json=state).status_code == 200
     assert invoice(api, acme, INVOICE)["outstanding_balance"] == 60_000
     assert api.get("/__sandbox/state").json()["data"] == state
+
+
+# ------------------------------------------------------------------------------ forced answers
+
+def test_forced_answers_reach_the_new_routes_with_their_own_examples(api, business):
+    invoice_id = business["invoices"][0]["id"]
+    forced = api.get(invoices_path(business["id"], invoice_id), headers={"Prefer": "code=404, example=invoice_not_found"})
+    assert forced.status_code == 404 and forced.json()["errors"][0]["meta"]["resource"] == "invoice"
+    token = api.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                     headers={"Authorization": "Basic YTpi", "Prefer": "code=401"})
+    assert token.status_code == 401 and token.json()["error"] == "invalid_client"
+    rule = api.post("/__sandbox/rules", json={"path": "*/customers", "method": "GET", "code": 500, "count": 1})
+    assert rule.status_code == 201 and rule.json()["data"]["operations"] == ["business.customers.get"]
+    assert api.get(customers_path(business["id"])).status_code == 500
+    assert api.get(customers_path(business["id"])).status_code == 200
+    page = api.get(customers_path(business["id"]), headers={"Prefer": "example=page"})
+    assert page.status_code == 200 and page.json()["meta"]["pagination"]["has_more"] is True

@@ -107,6 +107,10 @@ def exchanges(sandbox) -> dict[str, httpx.Response]:
             "create": create,
             "fetch_sparse": client.get(credits_path(business["id"], create.json()["data"]["id"])),
             "not_found": client.get(credits_path(business["id"], "3c90c3cc-0d44-4b50-8888-8dd25736052a")),
+            "customer_create": client.post(f"/v1/businesses/{business['id']}/customers",
+                                           json={"external_id": "deviation-proof", "memo": "Prefers email"}),
+            "customer_fetch": client.get(f"/v1/businesses/{business['id']}/customers/{plain['customer']['id']}"),
+            "invoice_fetch": client.get(f"/v1/businesses/{business['id']}/invoices/{business['invoices'][0]['id']}"),
         }
     for response in recorded.values():
         response.read()
@@ -121,7 +125,7 @@ def problems(check: ContractCheck, response: httpx.Response) -> list[str]:
 def _set_dotted(document: dict, dotted: str, value=None, remove=False) -> None:
     *parents, last = dotted.split(".")
     for key in parents:
-        document = document[key]
+        document = document[int(key)] if isinstance(document, list) else document[key]
     if remove:
         del document[last]
     else:
@@ -242,7 +246,8 @@ def test_published_values_are_the_seeds(deviation):
             else:
                 assert _get(seed, path) == node["published"], (deviation["id"], path)
             compared += 1
-    if deviation["id"] not in {"D16", "D17"}:  # list parameters and request bodies are not on the DELETE page
+    # List parameters, request bodies, customers' and invoices' own routes are not on the DELETE page.
+    if deviation["id"] not in {"D16", "D17", "D18", "D19", "D20"}:
         assert compared, f"{deviation['id']} was not compared with the seed"
 
 

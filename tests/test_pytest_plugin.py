@@ -373,3 +373,39 @@ def test_a_journal_the_plugin_may_not_read_fails_the_test_with_the_reason(pytest
         result.stdout.fnmatch_lines(["*operation: (none: no such route)*"])
     finally:
         server.stop()
+
+
+def test_a_consumer_gives_a_test_exact_records_and_walks_layers_whole_story(pytester):
+    """Token, customers, invoices, a credit applied, the balance read again: through the test's
+    namespace URL only (the token endpoint included), with records the test put there itself."""
+    pytester.makepyfile(test_story="""
+        import base64
+
+        import httpx
+
+        ACME = "11111111-1111-4111-8111-111111111111"
+        INVOICE = "22222222-2222-4222-8222-222222222222"
+
+        def test_story(layer_sandbox):
+            added = layer_sandbox.add_fixtures(
+                customers=[{"id": ACME, "company_name": "Acme Corp"}],
+                invoices=[{"id": INVOICE, "customer_id": ACME, "total_amount": 100000}])
+            business = added["business_id"]
+            base = layer_sandbox.base_url
+            basic = base64.b64encode(b"backend:secret").decode()
+            token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
+                               headers={"Authorization": f"Basic {basic}"}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            customers = httpx.get(f"{base}/v1/businesses/{business}/customers", params={"q": "acme"}, headers=auth)
+            assert [c["id"] for c in customers.json()["data"]] == [ACME]
+            credit = httpx.post(f"{base}/v1/businesses/{business}/invoices/customer-credits", headers=auth, json={
+                "customer_id": ACME, "allocations": [{"invoice_id": INVOICE, "amount": 25000}],
+                "line_items": [{"amount": 25000, "revenue_account_identifier": {
+                    "type": "StableName", "stable_name": "SALES"}}]})
+            assert credit.status_code == 201
+            invoice = httpx.get(f"{base}/v1/businesses/{business}/invoices/{INVOICE}", headers=auth).json()["data"]
+            assert (invoice["outstanding_balance"], invoice["status"]) == (75000, "PARTIALLY_PAID")
+            layer_sandbox.assert_requests("GET", f"/v1/businesses/{business}/invoices/{INVOICE}", count=1, status=200)
+    """)
+    result = pytester.runpytest(*CONSUMER)
+    result.assert_outcomes(passed=1)
