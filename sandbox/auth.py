@@ -124,9 +124,13 @@ class Authenticator:
         name = OPEN_CLIENT_NAME if self.open else STATIC_CLIENT_NAME
         return Client(str(uuid.uuid5(uuid.NAMESPACE_URL, "layer-sandbox:token:" + token)), name)
 
-    def business_of(self, headers: Headers) -> str | None:
-        issued = self._issued.get(BearerAuth.token_of(headers) or "")
-        return issued.business_id if issued is not None else None
+    def scoped(self, headers: Headers) -> bool:
+        """Whether the request's token reaches one business only (issued for it, or `--token T=B`)."""
+        token = BearerAuth.token_of(headers) or ""
+        issued = self._issued.get(token)
+        if issued is not None:
+            return issued.business_id is not None
+        return not self.open and self.static._scope(token) not in (None, False)
 
     # ----------------------------------------------------------------- issuing
 
@@ -149,7 +153,7 @@ class Authenticator:
         if form_client_id is not None and form_client_id != client_id:
             raise OAuthError("invalid_client", "Client authentication failed: client_id in the body is not the "
                                                "client of the Basic credentials")
-        if self.clients:
+        if not self.open:  # --client or --token set: only the configured clients get tokens
             known = self.clients.get(client_id)
             # Compared in constant time whether or not the client exists.
             matches = hmac.compare_digest(secret.encode(), (known or secrets.token_hex(16)).encode())

@@ -118,7 +118,8 @@ def from_namespace_error(exc: NamespaceError, named_in: str) -> ApiError:
 def from_http_status(status: int, detail: str | None = None) -> ApiError:
     """An error for routing-level failures (unknown path, wrong method, ...)."""
     descriptions = {
-        404: "No such route. The customer-credit routes live under /v1/businesses/{businessId}/invoices/customer-credits; the sandbox's own under /__sandbox/",
+        404: ("No such route. Layer's routes live under /v1/businesses/{businessId}/ (invoices/customer-credits, "
+              "customers, invoices, auth-token), and at /oauth2/token and /whoami; the sandbox's own under /__sandbox/"),
         405: "This route does not take that method",
     }
     return ApiError(status, descriptions.get(status) or detail or "Request failed")

@@ -13,7 +13,7 @@ from werkzeug.datastructures import Headers
 
 from . import envelope
 from .auth import MAX_SESSION_DURATION, TOKEN_LIFETIME, Authenticator, check_scope, token_answer
-from .errors import OAuthError
+from .errors import ApiError, OAuthError
 from .runtime import NAMESPACE_HEADER, Sandbox
 from .store import CreditFilters, InvalidInput, InvoiceFilters, timestamp_input
 
@@ -93,9 +93,12 @@ class Handlers:
         duration = TOKEN_LIFETIME if duration is None else duration
         if not 1 <= duration <= MAX_SESSION_DURATION:  # the contract says so too; kept for the unchecked path
             raise InvalidInput(f"session_duration must be 1 to {MAX_SESSION_DURATION} seconds", field="session_duration")
+        headers = Headers(flask.request.headers)
+        if self.auth.scoped(headers):  # else a browser's short token could mint itself a day-long one
+            raise ApiError(401, "A business-scoped token cannot mint tokens; ask with a client token",
+                           headers={"WWW-Authenticate": 'Bearer realm="layer-sandbox"'})
         namespace = self.namespace
         business = namespace.store.business(business_id)  # a business this namespace holds
-        headers = Headers(flask.request.headers)
         token = self.auth.issue(self.auth.client_of(headers), namespace.name, namespace.clock(), duration, business.id)
         return token_answer(token, duration), 200, {"Cache-Control": "no-store"}
 

@@ -136,8 +136,12 @@ class Pipeline:
         if not self.validate:
             notes["request_validation"] = "skipped"
         else:
-            error = error or self.contract.request_error(request, operation_id)
-            notes["request_validation"] = "fail" if error else "pass"
+            # A token scoped to another business gets a 404, yet the request itself kept the
+            # contract: it is judged too. A request without a valid token is not (a 401 fails it).
+            refused = error is not None and error.status == 401
+            contract_error = None if refused else self.contract.request_error(request, operation_id)
+            error = error or contract_error
+            notes["request_validation"] = "fail" if refused or contract_error else "pass"
             notes["validated"] = request.validated  # what the handler is called with (sandbox.operations)
         error = namespace_error or error
         if error is not None and client_auth:

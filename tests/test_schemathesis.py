@@ -25,13 +25,17 @@ def _toml_list(values) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-# Operations whose positive data may also answer 400, each for a reason JSON Schema cannot state.
-OPAQUE_CURSOR_LISTS = ("business.invoices.customer-credits.get", "business.customers.get", "business.invoices.get")
+# The three lists, by operationId and path under the business: their cursors are opaque.
+LISTS = {
+    "business.invoices.customer-credits.get": "invoices/customer-credits",
+    "business.customers.get": "customers",
+    "business.invoices.get": "invoices",
+}
 TOKEN_ROUTE = "oauth2.token.post"
 SANDBOX_SCOPE = "https://sandbox.layerfi.com/sandbox"
 
 
-def config_for(business: dict) -> str:
+def config_for(business: dict, cursors: dict[str, str]) -> str:
     """schemathesis.toml for one seeded business.
 
     - Each operation gets the credentials its security scheme names: the bearer token for the
@@ -42,6 +46,10 @@ def config_for(business: dict) -> str:
       id or external id), ledger account (by id or stable name) and invoice ids are drawn (90% of
       the time) from the seeded ones, so that creates succeed, fetches find something, and the
       stateful phase can chain create -> fetch -> update -> archive/delete -> fetch.
+    - Each list gets, half of the time, a cursor it really issued (`cursors`, its first page's
+      `meta.pagination.cursor`, by operationId) rather than a random string, so that later pages
+      are walked and not only the 400 for a cursor the sandbox never issued.
+    - The credit list's `customer_id` filter is drawn from the seeded customers 90% of the time.
     - A customer create reuses a seeded customer's `external_id` a third of the time, so both the
       201 (made) and the 200 (idempotent update) answers are exercised.
     - The token request's form fields are `grant_type=client_credentials`, Layer's sandbox scope
@@ -64,6 +72,15 @@ def config_for(business: dict) -> str:
     """
     statuses = ["2xx", "401", "403", "404", "409", "422", "429", "5xx"]
     with_400 = ["2xx", "400", *statuses[1:]]
+    cursor_dictionaries = "".join(
+        f'[dictionaries.cursor-{n}]\nvalues = {_toml_list([cursors[operation]])}\n' for n, operation in enumerate(LISTS)
+    )
+    list_operations = "".join(
+        f'\n[[operations]]\ninclude-operation-id = "{operation}"\n'
+        f'parameters."query.cursor" = {{ dictionary = "cursor-{n}", probability = 0.5 }}\n'
+        f'checks.positive_data_acceptance.expected-statuses = {_toml_list(with_400)}\n'
+        for n, operation in enumerate(LISTS)
+    )
     return f'''[auth.openapi.BearerAuth]
 bearer = "{TOKEN}"
 [auth.openapi.ClientBasic]
@@ -74,6 +91,7 @@ password = "{CLIENT_SECRET}"
 "path.businessId" = "{business["id"]}"
 "path.customerId" = {{ dictionary = "customers", probability = 0.9 }}
 "path.invoiceId" = {{ dictionary = "invoices", probability = 0.9 }}
+"query.customer_id" = {{ dictionary = "customers", probability = 0.9 }}
 "body.customer_id" = {{ dictionary = "customers", probability = 0.9 }}
 "body.customer_external_id" = {{ dictionary = "customer_external_ids", probability = 0.9 }}
 "body.line_items[*].revenue_account_identifier.id" = {{ dictionary = "accounts", probability = 0.9 }}
@@ -97,13 +115,10 @@ values = ["{SANDBOX_SCOPE}"]
 [dictionaries.client_ids]
 values = ["{CLIENT_ID}"]
 
+{cursor_dictionaries}
 [checks.positive_data_acceptance]
 expected-statuses = {_toml_list(statuses)}
-
-[[operations]]
-include-operation-id = {_toml_list(OPAQUE_CURSOR_LISTS)}
-checks.positive_data_acceptance.expected-statuses = {_toml_list(with_400)}
-
+{list_operations}
 [[operations]]
 include-operation-id = "business.customers.post"
 parameters."body.external_id" = {{ dictionary = "customer_external_ids", probability = 0.33 }}

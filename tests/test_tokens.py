@@ -192,3 +192,30 @@ def test_the_client_option_reads_its_environment_variable(tmp_path):
             assert answer.status_code == status, (client_id, answer.text)
     finally:
         process.stop()
+
+
+def test_a_business_token_cannot_mint_tokens(client):
+    business = first_business(client, {})
+    scoped = client.post(f"/v1/businesses/{business}/auth-token", json={"session_duration": 900},
+                         headers=bearer(token(client))).json()["access_token"]
+    longer = client.post(f"/v1/businesses/{business}/auth-token", json={"session_duration": 86400},
+                         headers=bearer(scoped))
+    assert longer.status_code == 401 and "client token" in longer.json()["errors"][0]["description"]
+
+
+def test_a_scoped_token_asking_for_another_business_kept_the_contract(client):
+    businesses = [b["id"] for b in client.get("/__sandbox/businesses").json()["data"]]
+    scoped = client.post(f"/v1/businesses/{businesses[0]}/auth-token",
+                         headers=bearer(token(client))).json()["access_token"]
+    elsewhere = client.get(credits_path(businesses[1]), headers=bearer(scoped))
+    assert elsewhere.status_code == 404
+    assert elsewhere.headers["x-sandbox-contract"] == "request=pass; response=pass"
+
+
+def test_with_only_token_set_no_client_gets_a_token(tmp_path):
+    process = SandboxProcess(tmp_path, "--token", "fixed")
+    try:
+        answer = httpx.post(f"{process.base_url}/oauth2/token", data=FORM, headers=basic("anyone", "anything"))
+        assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+    finally:
+        process.stop()
