@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import secrets
 import threading
@@ -26,7 +27,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from werkzeug.datastructures import Headers
 
@@ -40,6 +41,11 @@ MAX_SESSION_DURATION = 86400
 SCOPES = frozenset({"https://sandbox.layerfi.com/sandbox"})
 # Issued tokens kept at most; past it the oldest are forgotten (they then answer 401).
 MAX_TOKENS = 100_000
+# Every token the sandbox issues starts so: one it does not know (forgotten at a restart, or made
+# up) is refused even in the open mode, so a client's re-authentication is exercised.
+TOKEN_PREFIX = "lsbx_"
+# The longest client id and secret taken (an id is kept with every token issued to it).
+MAX_CREDENTIAL = 256
 OPEN_CLIENT_NAME = "layer-sandbox (open: any token)"
 STATIC_CLIENT_NAME = "layer-sandbox (--token)"
 
@@ -52,10 +58,12 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class Issued:
-    """What an issued token stands for."""
+    """What an issued token stands for: its client, its business (if scoped), and the namespace
+    (by name, and its clock) whose virtual time it expires on."""
 
     client: Client
     namespace: str
+    clock: object
     expires_at: datetime
     business_id: str | None = None
 
@@ -63,10 +71,12 @@ class Issued:
 def parse_clients(entries: tuple[str, ...]) -> dict[str, str]:
     """`ID:SECRET` entries as id -> secret; ValueError naming a malformed one (no secret shown)."""
     clients = {}
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
         client_id, colon, secret = entry.partition(":")
-        if not colon or not client_id or not secret:
-            raise ValueError(f"--client {client_id or '(empty)'}:...: expected ID:SECRET, both non-empty")
+        if not colon or not client_id or not secret or len(client_id) > MAX_CREDENTIAL or len(secret) > MAX_CREDENTIAL:
+            # The entry itself is never shown: without its colon, it may be all secret.
+            raise ValueError(f"--client number {position}: expected ID:SECRET, both non-empty and at most "
+                             f"{MAX_CREDENTIAL} characters")
         clients[client_id] = secret
     return clients
 
@@ -84,6 +94,8 @@ class Authenticator:
         self.clock_of = clock_of
         self._issued: OrderedDict[str, Issued] = OrderedDict()
         self._lock = threading.Lock()
+        # Keys the client ids /whoami derives from tokens not issued here (see client_of).
+        self._key = secrets.token_bytes(32)
 
     # ----------------------------------------------------------------- the bearer check
 
@@ -96,12 +108,14 @@ class Authenticator:
         if token is None or not BearerAuth.well_formed(token):
             return unauthorized("Malformed Authorization header; expected 'Bearer <token>'")
         issued = self._issued.get(token)
+        if issued is None and token.startswith(TOKEN_PREFIX):
+            return unauthorized("The bearer token is not one this sandbox knows (it forgets its tokens when it "
+                                "restarts); request a new one (POST /oauth2/token)")
         if issued is not None:
-            clock = self.clock_of(issued.namespace)
-            if clock is None:
-                return unauthorized("The bearer token was issued in a namespace that no longer exists; "
-                                    "request a new one")
-            if clock() >= issued.expires_at:
+            if self.clock_of(issued.namespace) is not issued.clock:  # deleted (and maybe made again)
+                return unauthorized(f"The bearer token was issued in namespace {issued.namespace!r}, which has "
+                                    "been deleted since; request a new one")
+            if issued.clock() >= issued.expires_at:
                 return unauthorized("The bearer token has expired; request a new one (POST /oauth2/token)")
             if issued.business_id is not None and business_id is not None and business_id.lower() != issued.business_id:
                 return ApiError(404, f"Business {business_id} not found",
@@ -119,10 +133,12 @@ class Authenticator:
         issued = self._issued.get(token)
         if issued is not None:
             return issued.client
-        # Not issued here: a configured --token, or any token in the open mode. Its id is derived
-        # from the token, so that it is stable, yet says nothing of the token itself.
+        # Not issued here: a configured --token, or any token in the open mode. Its id is keyed
+        # from the token with this process's secret key: stable while the sandbox runs, and
+        # useless for guessing the token (the id is journaled with /whoami's answers).
         name = OPEN_CLIENT_NAME if self.open else STATIC_CLIENT_NAME
-        return Client(str(uuid.uuid5(uuid.NAMESPACE_URL, "layer-sandbox:token:" + token)), name)
+        digest = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
+        return Client(str(uuid.UUID(bytes=digest[:16], version=4)), name)
 
     def scoped(self, headers: Headers) -> bool:
         """Whether the request's token reaches one business only (issued for it, or `--token T=B`)."""
@@ -130,7 +146,7 @@ class Authenticator:
         issued = self._issued.get(token)
         if issued is not None:
             return issued.business_id is not None
-        return not self.open and self.static._scope(token) not in (None, False)
+        return not self.open and self.static.scope_of(token) not in (None, False)
 
     # ----------------------------------------------------------------- issuing
 
@@ -146,25 +162,36 @@ class Authenticator:
             raise OAuthError("invalid_client", "Client authentication failed: the Basic credentials are not "
                                                "base64 of id:secret") from None
         client_id, colon, secret = decoded.partition(":")
-        client_id, secret = unquote(client_id), unquote(secret)
         if not colon or not client_id or not secret:
             raise OAuthError("invalid_client", "Client authentication failed: the Basic credentials need a "
                                                "client id and a secret")
-        if form_client_id is not None and form_client_id != client_id:
+        if len(client_id) > MAX_CREDENTIAL or len(secret) > MAX_CREDENTIAL:
+            raise OAuthError("invalid_client", f"Client authentication failed: a client id or secret of more "
+                                               f"than {MAX_CREDENTIAL} characters")
+        # RFC 6749 (2.3.1) form-encodes the id and secret before Basic; most clients do not: both
+        # readings are taken.
+        readings = [(client_id, secret), (unquote_plus(client_id), unquote_plus(secret))]
+        if not self.open:  # --client or --token set: only the configured clients get tokens
+            found = None
+            for candidate, candidate_secret in readings:
+                known = self.clients.get(candidate)
+                # Compared in constant time whether or not the client exists.
+                matches = hmac.compare_digest(candidate_secret.encode(), (known or secrets.token_hex(16)).encode())
+                if known is not None and matches and found is None:
+                    found = candidate
+            if found is None:
+                raise OAuthError("invalid_client", "Client authentication failed: unknown client or wrong secret")
+            client_id = found
+        if form_client_id is not None and form_client_id not in (client_id, unquote_plus(client_id)):
             raise OAuthError("invalid_client", "Client authentication failed: client_id in the body is not the "
                                                "client of the Basic credentials")
-        if not self.open:  # --client or --token set: only the configured clients get tokens
-            known = self.clients.get(client_id)
-            # Compared in constant time whether or not the client exists.
-            matches = hmac.compare_digest(secret.encode(), (known or secrets.token_hex(16)).encode())
-            if known is None or not matches:
-                raise OAuthError("invalid_client", "Client authentication failed: unknown client or wrong secret")
         return Client(client_id, client_id)
 
-    def issue(self, client: Client, namespace: str, now: datetime, lifetime: int,
-              business_id: str | None = None) -> str:
-        token = "lsbx_" + secrets.token_urlsafe(32)
-        issued = Issued(client, namespace, now + timedelta(seconds=lifetime), business_id)
+    def issue(self, client: Client, namespace: str, lifetime: int, business_id: str | None = None) -> str:
+        """A new token, expiring `lifetime` seconds from now on `namespace`'s clock."""
+        clock = self.clock_of(namespace)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        issued = Issued(client, namespace, clock, clock() + timedelta(seconds=lifetime), business_id)
         with self._lock:
             self._issued[token] = issued
             while len(self._issued) > MAX_TOKENS:

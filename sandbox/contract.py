@@ -251,13 +251,15 @@ class Contract:
                     location=error.location, field=error.name, violations=details,
                 )
             if isinstance(error, MissingRequestBodyError):
-                return bad_request("A JSON request body is required", location="body", field="(root)")
+                expected = " or ".join(self.media_types.get(operation_id) or ["application/json"])
+                return bad_request(f"A request body is required ({expected})", location="body", field="(root)")
             if isinstance(error, RequestBodyValidationError):
                 if isinstance(error.__cause__, InvalidSchemaValue):
                     problems = _schema_errors(error)
                 else:
                     reason = getattr(error.__cause__, "__context__", None)
-                    problems = [("(root)", "the body is not valid JSON" + (f": {reason}" if reason else ""))]
+                    kind = "JSON" if "application/json" in (self.media_types.get(operation_id) or []) else "a form"
+                    problems = [("(root)", f"the body is not valid {kind}" + (f": {reason}" if reason else ""))]
                 return bad_request(
                     f"Invalid request body: {'; '.join(_lines(problems))}",
                     location="body", field=problems[0][0], violations=_lines(problems),
@@ -309,7 +311,7 @@ class BearerAuth:
         scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
-    def _scope(self, token: str):
+    def scope_of(self, token: str):
         """The business a configured token is for (None: all), or False for an unknown token.
         Every configured token is compared, in constant time, whatever matches."""
         found = False
@@ -328,7 +330,7 @@ class BearerAuth:
             return unauthorized("Malformed Authorization header; expected 'Bearer <token>'")
         if not self.scopes:
             return None
-        scope = self._scope(token)
+        scope = self.scope_of(token)
         if scope is False:
             return unauthorized("The bearer token is not valid for this sandbox")
         if scope is not None and business_id is not None and business_id.lower() != scope:

@@ -19,13 +19,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
-import jsonschema
-
-from .snapshot import StateError, export_store, import_store
-from .store import Store
+from .jsontext import portable_problem
+from .snapshot import StateError, StrictValidator, export_store, import_store, record_problems
+from .store import ARCHIVED, CUSTOMER_FIELDS, Store
 from .timestamps import format_timestamp, normalize_timestamp, parse_timestamp
 
-INVOICE_TERMS_DAYS = 30
+INVOICE_TERMS_DAYS = 30  # an invoice's due date when none is given, as seeded invoices have
 _ID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"}
 _TEXT = {"type": ["string", "null"]}
 _WHEN = {"type": ["string", "null"], "minLength": 1}
@@ -85,7 +84,7 @@ SCHEMA = {
                     "properties": {"invoice_id": _ID, "amount": _POSITIVE}}}}}},
     },
 }
-_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+_VALIDATOR = StrictValidator(SCHEMA)
 KINDS = ("ledger_accounts", "customers", "invoices", "customer_credits")
 
 
@@ -101,7 +100,7 @@ class FixtureError(ValueError):
         return self.problems[0].split(":", 1)[0] if self.problems else "(root)"
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def _where(error) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "(root)"
 
 
@@ -120,6 +119,9 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
     FixtureError lists every problem; `store` itself is never changed."""
     if not isinstance(body, dict):
         raise FixtureError(["(root): the fixtures are a JSON object"])
+    portable = portable_problem(body)
+    if portable:
+        raise FixtureError([f"(root): {portable}"])
     problems = sorted(f"{_where(e)}: {e.message}" for e in _VALIDATOR.iter_errors(body))
     if problems:
         raise FixtureError(problems[:50])
@@ -150,8 +152,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
                   "account_number": account.get("account_number")}
         business["ledger_accounts"].append(record)
     for n, customer in enumerate(body.get("customers") or []):
-        record = {name: customer.get(name) for name in ("external_id", "individual_name", "company_name", "email",
-                                                        "mobile_phone", "office_phone", "address_string", "memo")}
+        record = {name: customer.get(name) for name in CUSTOMER_FIELDS}
         record.update(id=new_id(customer, "customers", f"customers[{n}]"), status=customer.get("status", "ACTIVE"),
                       transaction_tags=[])
         business["customers"].append(record)
@@ -201,7 +202,11 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
         sent_at = _when(invoice.get("sent_at", moment), f"{at}.sent_at", problems)
         due_at = invoice.get("due_at")
         if due_at is None and "due_at" not in invoice and sent_at is not None:
-            due_at = format_timestamp(parse_timestamp(sent_at) + timedelta(days=INVOICE_TERMS_DAYS))
+            try:
+                due_at = format_timestamp(parse_timestamp(sent_at) + timedelta(days=INVOICE_TERMS_DAYS))
+            except (OverflowError, ValueError):
+                problems.append(f"{at}.sent_at: {INVOICE_TERMS_DAYS} days later (the default due_at) is past the "
+                                "last date a timestamp can hold; give due_at")
         record = {
             "id": invoice_id, "customer_id": invoice["customer_id"].lower(), "external_id": invoice.get("external_id"),
             "invoice_number": invoice.get("invoice_number"), "sent_at": sent_at,
@@ -234,6 +239,9 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
             "metadata": None, "reference_number": credit.get("reference_number"), "transaction_tags": [],
         })
     problems += _unique_and_open(business, offsets)
+    for kind in KINDS:  # each added record against the import's schema: the rest was exported so
+        for n, record in enumerate(business[kind][offsets[kind]:]):
+            problems += record_problems(kind, record, f"{kind}[{n}]")
     if problems:
         raise FixtureError(problems[:50])
     for kind in KINDS:
@@ -241,7 +249,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
     version, internal, gauss = ids.state()
     document["id_generator"] = [version, list(internal), gauss]
     try:
-        new_store = import_store(document, clock=store.clock)
+        new_store = import_store(document, clock=store.clock, shape_checked=True)
     except StateError as exc:
         raise FixtureError(_in_fixture_terms(exc.problems, businesses.index(business), offsets)) from None
     return new_store, {"business_id": business["id"], **added}
@@ -251,15 +259,19 @@ def _unique_and_open(business: dict, offsets: dict[str, int]) -> list[str]:
     """What an import would tell of the whole business, told of the fixture that causes it: an
     external id taken already, and allocations above what is left of an invoice."""
     problems = []
-    for kind, live in (("customers", lambda c: True), ("customer_credits", lambda c: c.get("deleted_at") is None)):
-        taken = Counter(item["external_id"] for item in business[kind][:offsets[kind]]
-                        if item.get("external_id") is not None and live(item))
+    for kind, field, live in (("customers", "external_id", lambda c: True),
+                              ("customer_credits", "external_id", lambda c: c.get("deleted_at") is None),
+                              ("ledger_accounts", "stable_name", lambda a: True)):
+        taken = Counter(item[field] for item in business[kind][:offsets[kind]]
+                        if item.get(field) is not None and live(item))
         for n, item in enumerate(business[kind][offsets[kind]:]):
-            external_id = item.get("external_id")
-            if external_id is not None:
-                if taken[external_id]:
-                    problems.append(f"{kind}[{n}].external_id: {external_id!r} is used already in this business")
-                taken[external_id] += 1
+            value = item.get(field)
+            if value is not None:
+                if taken[value]:
+                    problems.append(f"{kind}[{n}].{field}: {value!r} is used already in this business")
+                taken[value] += 1
+    archived = {c["id"] for c in business["customers"] if c.get("status") == ARCHIVED}
+    voided = {i["id"] for i in business["invoices"] if i.get("voided_at") is not None}
     left = {i["id"]: i["total_amount"] - i.get("paid_amount", 0) for i in business["invoices"]}
     for credit in business["customer_credits"][:offsets["customer_credits"]]:
         if credit.get("deleted_at") is None:
@@ -267,8 +279,15 @@ def _unique_and_open(business: dict, offsets: dict[str, int]) -> list[str]:
                 if allocation["invoice_id"] in left:
                     left[allocation["invoice_id"]] -= allocation["amount"]
     for n, credit in enumerate(business["customer_credits"][offsets["customer_credits"]:]):
+        if credit["customer"]["id"] in archived:  # as the API refuses a new credit for one
+            problems.append(f"customer_credits[{n}].customer_id: customer {credit['customer']['id']} is archived "
+                            "and takes no new customer credits")
         for m, allocation in enumerate(credit["allocations"]):
             invoice_id = allocation["invoice_id"]
+            if invoice_id in voided:
+                problems.append(f"customer_credits[{n}].allocations[{m}].invoice_id: invoice {invoice_id} is "
+                                "voided and takes no credit")
+                continue
             if invoice_id not in left:
                 problems.append(f"customer_credits[{n}].allocations[{m}].invoice_id: no invoice {invoice_id} "
                                 "in this business")
@@ -313,6 +332,9 @@ def _in_fixture_terms(problems: list[str], position: int, offsets: dict[str, int
             if kind in offsets and tail:
                 index, _, remainder = tail.partition("]")
                 if index.isdigit() and int(index) >= offsets[kind]:
+                    if kind == "customer_credits":  # named as the fixture names them
+                        remainder = remainder.replace(".customer.id", ".customer_id").replace(
+                            ".updated_at", ".created_at")
                     text = f"{kind}[{int(index) - offsets[kind]}]{remainder}: {what}"
             elif not tail:
                 text = f"(root): {what}"

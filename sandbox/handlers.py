@@ -70,6 +70,9 @@ class Handlers:
     def issue_token(self, body: dict | None = None, **form):
         """Layer's authorization server: client credentials in, a one-hour bearer token out."""
         fields = body if body is not None else form
+        repeated = [name for name in ("grant_type", "scope", "client_id") if len(flask.request.form.getlist(name)) > 1]
+        if repeated:  # RFC 6749 (3.2): a parameter is sent once
+            raise OAuthError("invalid_request", f"{repeated[0]} is given more than once")
         headers = Headers(flask.request.headers)
         client = self.auth.authenticate_client(headers, fields.get("client_id"))
         grant_type = fields.get("grant_type")
@@ -79,8 +82,7 @@ class Handlers:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported; "
                                                        "use client_credentials")
         check_scope(fields.get("scope"))
-        namespace = self.namespace
-        token = self.auth.issue(client, namespace.name, namespace.clock(), TOKEN_LIFETIME)
+        token = self.auth.issue(client, self.namespace.name, TOKEN_LIFETIME)
         return token_answer(token, TOKEN_LIFETIME), 200, {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
     def whoami(self):
@@ -99,7 +101,7 @@ class Handlers:
                            headers={"WWW-Authenticate": 'Bearer realm="layer-sandbox"'})
         namespace = self.namespace
         business = namespace.store.business(business_id)  # a business this namespace holds
-        token = self.auth.issue(self.auth.client_of(headers), namespace.name, namespace.clock(), duration, business.id)
+        token = self.auth.issue(self.auth.client_of(headers), namespace.name, duration, business.id)
         return token_answer(token, duration), 200, {"Cache-Control": "no-store"}
 
     # ------------------------------------------------------------------ customers

@@ -251,7 +251,8 @@ def page_of(
     if cursor is not None:
         decoded = Cursor.decode(cursor)
         if (decoded.sort_by, decoded.sort_order) != (sort_by, sort_order):
-            raise InvalidCursor(f"was issued for sort_order={decoded.sort_order}, not sort_order={sort_order}")
+            raise InvalidCursor(f"was issued for sort_by={decoded.sort_by}&sort_order={decoded.sort_order}, "
+                                f"not sort_by={sort_by}&sort_order={sort_order}")
         after = decoded.after
     items: list = []
     has_more = False

@@ -311,7 +311,6 @@ def _replay(records: list[dict], namespaces: dict[str, dict], drawn: dict[str, i
                     known.add((tag["key"], tag["value"]))
                     business["tag_definitions"].append({"key": tag["key"], "value": tag["value"],
                                                         "id": tag["definition_id"]})
-            last_drawn[name] = record["drawn"]
         for name, count in last_drawn.items():
             document = namespaces[name]
             version, internal, gauss = document["id_generator"]

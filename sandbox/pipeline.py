@@ -124,7 +124,14 @@ class Pipeline:
         # whether the request itself kept the contract even when the sandbox cannot give it a
         # namespace; the namespace's problem is the one answered. A request without a valid token
         # makes no namespace.
-        error = None if client_auth else self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+        if client_auth:  # the client's Basic credentials (the body's client_id is the handler's)
+            try:
+                self.auth.authenticate_client(headers, None)
+                error = None
+            except OAuthError as refusal:
+                error = refusal
+        else:
+            error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
         namespace = namespace_error = None
         if error is None:
             try:
@@ -147,7 +154,9 @@ class Pipeline:
         if error is not None and client_auth:
             error = OAuthError.from_api_error(error)
         if error is None and self.rate_limiter is not None:
-            allowed, extra_headers = self.rate_limiter.take(BearerAuth.token_of(headers))
+            # A token request is counted against its client's credentials, as an API call against its token.
+            caller = headers.get("authorization", "") if client_auth else BearerAuth.token_of(headers)
+            allowed, extra_headers = self.rate_limiter.take(caller)
             if not allowed:
                 error = self.rate_limiter.refusal(extra_headers)
 

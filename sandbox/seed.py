@@ -58,7 +58,6 @@ MEMOS = [
 
 PRODUCTS = ["Consulting hours", "Annual subscription", "Installation", "Support plan", "Hardware kit",
             "Training session", "Shipping and handling", "Maintenance visit"]
-INVOICE_TERMS_DAYS = 30
 
 
 def _stream_seed(seed: int, purpose: str) -> int:
@@ -263,7 +262,7 @@ class _Seeder:
         sent = parse_timestamp(invoice.sent_at)
         customer = business.customers[invoice.customer_id]
         invoice.business_id = business.id
-        invoice.due_at = format_timestamp(sent + timedelta(days=INVOICE_TERMS_DAYS))
+        invoice.due_at = format_timestamp(sent + timedelta(days=fixtures.INVOICE_TERMS_DAYS))
         invoice.updated_at = invoice.sent_at
         invoice.recipient_name = customer.company_name or customer.individual_name
         invoice.external_id = f"inv-{number + 1:05d}" if rng.random() < 0.5 else None

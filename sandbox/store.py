@@ -238,7 +238,7 @@ class Store:
         # Called, under the lock, with the business and what a write has just changed (keyword
         # `credit` and `invoices`, or `customer`): how --state-file logs every write before it
         # is acknowledged (sandbox.runtime).
-        self.on_write: Callable[[Business, CustomerCredit], None] | None = None
+        self.on_write: Callable[..., None] | None = None
         self.businesses: dict[str, Business] = {b.id: b for b in businesses}
         self._indexes: dict[str, CreditIndexes] = {}
         self._external_ids: dict[str, dict[str, str]] = {}
@@ -246,8 +246,9 @@ class Store:
         # customers are archived, never removed), and invoices by sent_at (made on first list).
         self._customer_order: dict[str, list[str]] = {}
         self._invoice_orders: dict[str, SortedIndex] = {}
-        # Invoices whose balance the write under way changed (stamped and reported by _wrote).
-        self._touched: dict[str, Invoice] = {}
+        # Invoices the write under way re-applied allocations to, with their credited amount
+        # before it: those whose amount moved are stamped and reported by _wrote.
+        self._touched: dict[str, tuple[Invoice, int]] = {}
         if _indexed_like is not None:  # a clone: same credits, so the same orders and balances
             for business in self.businesses.values():
                 self._indexes[business.id] = _indexed_like._indexes[business.id].clone(business.credits)
@@ -341,7 +342,7 @@ class Store:
             return customer
 
     def list_customers(self, business_id: str, *, q: str | None = None, identity: str | None = None,
-                       limit: int = 100, cursor: str | None = None, with_total: bool = False) -> Page:
+                       limit: int = 100, cursor: str | None = None) -> Page:
         """Active customers in the order they were made; archived ones are left out, as Layer
         leaves them out of its list. `identity`: IDENTIFIED lists only customers with a name
         (individual or company), UNIDENTIFIED only those without (Layer's SDK always asks for
@@ -356,7 +357,8 @@ class Store:
                     decoded = Cursor.decode(cursor)
                     _, position, after_id = decoded.after
                     start = int(position) + 1
-                    if decoded.sort_by != "created_at" or not 0 < start <= len(order) or order[start - 1] != after_id:
+                    if ((decoded.sort_by, decoded.sort_order) != ("created_at", "ASC") or not 0 < start <= len(order)
+                            or order[start - 1] != after_id):
                         raise InvalidCursor("is not a cursor this sandbox issued for this list")
                 except (InvalidCursor, ValueError):
                     raise InvalidInput("cursor is not a cursor this sandbox issued for this list",
@@ -383,8 +385,7 @@ class Store:
                 items.append(customer)
                 last = position
             next_cursor = Cursor("created_at", "ASC", (0, str(last), order[last])).encode() if has_more else None
-            total = sum(1 for c in business.customers.values() if listed(c)) if with_total else None
-            return Page(items, next_cursor, has_more, "created_at", "ASC", total)
+            return Page(items, next_cursor, has_more, "created_at", "ASC", None)
 
     def invoice(self, business_id: str, invoice_id: str) -> Invoice:
         with self.lock:
@@ -763,8 +764,8 @@ class Store:
             self._external_ids[business.id][credit.external_id] = credit.id
         for allocation in credit.allocations:
             invoice = business.invoices[allocation.invoice_id]
+            self._touched.setdefault(invoice.id, (invoice, invoice.credited_amount))
             invoice.credited_amount += allocation.amount
-            self._touched[invoice.id] = invoice
 
     def _unindex(self, business: Business, credit: CustomerCredit) -> None:
         self._indexes[business.id].discard(credit)
@@ -772,8 +773,8 @@ class Store:
             self._external_ids[business.id].pop(credit.external_id, None)
         for allocation in credit.allocations:
             invoice = business.invoices[allocation.invoice_id]
+            self._touched.setdefault(invoice.id, (invoice, invoice.credited_amount))
             invoice.credited_amount -= allocation.amount
-            self._touched[invoice.id] = invoice
 
     @staticmethod
     def _own(business: Business, credit: CustomerCredit) -> CustomerCredit:
@@ -787,7 +788,7 @@ class Store:
     def _wrote(self, business: Business, credit: CustomerCredit) -> None:
         """A credit write is done: the invoices whose balance it moved are stamped (updated_at,
         paid_at), and the credit and those invoices reported to `on_write`."""
-        touched = [invoice for invoice in self._touched.values()]
+        touched = [invoice for invoice, before in self._touched.values() if invoice.credited_amount != before]
         self._touched.clear()
         if touched:
             now = credit.updated_at

@@ -307,3 +307,44 @@ def test_forced_answers_reach_the_new_routes_with_their_own_examples(api, busine
     assert api.get(customers_path(business["id"])).status_code == 200
     page = api.get(customers_path(business["id"]), headers={"Prefer": "example=page"})
     assert page.status_code == 200 and page.json()["meta"]["pagination"]["has_more"] is True
+
+
+def test_a_credit_write_that_moves_no_balance_leaves_its_invoices_alone(api, acme):
+    credit = api.post(credits_path(acme), json={
+        "customer_id": ACME, "line_items": [stable_line("SALES", 1_000)],
+        "allocations": [{"invoice_id": INVOICE, "amount": 1_000}]}).json()["data"]
+    before = invoice(api, acme, INVOICE)
+    assert api.post("/__sandbox/clock", json={"advance_seconds": 100}).status_code == 200
+    assert api.patch(credits_path(acme, credit["id"]), json={"memo": "only the memo"}).status_code == 200
+    assert invoice(api, acme, INVOICE) == before
+    api.post("/__sandbox/clock", json={"system": True})
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"invoices": [{"customer_id": ACME, "total_amount": 500.0}]}, "invoices[0].total_amount"),
+    ({"invoices": [{"customer_id": ACME, "line_items": [{"unit_price": 100, "quantity": 2.0}]}]},
+     "invoices[0].line_items[0].quantity"),
+    ({"business": 1.0, "customers": [{}]}, "business"),
+    ({"invoices": [{"customer_id": ACME, "total_amount": 5, "sent_at": "9999-12-31T23:59:59Z"}]},
+     "invoices[0].sent_at"),
+    ({"invoices": [{"id": UNKNOWN, "customer_id": ACME, "total_amount": 5, "voided_at": "2026-01-20T00:00:00Z"}],
+      "customer_credits": [{"customer_id": ACME, "line_items": [stable_line("SALES", 5)],
+                            "allocations": [{"invoice_id": UNKNOWN, "amount": 5}]}]},
+     "customer_credits[0].allocations[0].invoice_id"),
+    ({"ledger_accounts": [{"stable_name": "SALES", "name": "Sales again", "normality": "CREDIT",
+                           "account_type": "REVENUE", "account_subtype": "SALES"}]}, "ledger_accounts[0].stable_name"),
+    ({"customer_credits": [{"customer_id": ACME, "created_at": None, "line_items": [stable_line("SALES", 5)]}]},
+     "customer_credits[0].created_at"),
+])
+def test_fixtures_are_held_to_the_apis_own_rules(api, acme, body, field):
+    before = api.get("/__sandbox/state").json()["data"]
+    refused = add_fixtures(api, body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["errors"][0]["meta"]["field"] == field, refused.json()
+    assert api.get("/__sandbox/state").json()["data"] == before
+
+
+def test_a_fixture_credit_for_an_archived_customer_is_refused(api, acme):
+    assert api.post(f"{customers_path(acme, ACME)}/archive").status_code == 200
+    refused = add_fixtures(api, {"customer_credits": [{"customer_id": ACME, "line_items": [stable_line("SALES", 5)]}]})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["meta"]["field"] == "customer_credits[0].customer_id"

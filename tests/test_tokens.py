@@ -219,3 +219,58 @@ def test_with_only_token_set_no_client_gets_a_token(tmp_path):
         assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
     finally:
         process.stop()
+
+
+def test_a_token_request_is_rate_limited_like_any_call(tmp_path):
+    process = SandboxProcess(tmp_path, "--rate-limit", "1000")
+    try:
+        answer = httpx.post(f"{process.base_url}/oauth2/token", data=FORM, headers=basic("backend", "b"))
+        assert answer.status_code == 200 and int(answer.headers["x-ratelimit-remaining"]) == 999
+    finally:
+        process.stop()
+
+
+def test_a_refused_token_request_makes_no_namespace(client):
+    refused = client.post("/oauth2/token", data=FORM,
+                          headers={**basic("backend", "wrong"), "X-Sandbox-Namespace": "made-by-a-stranger"})
+    assert refused.status_code == 401
+    assert "made-by-a-stranger" not in [n["namespace"] for n in client.get("/__sandbox/namespaces").json()["data"]]
+
+
+def test_a_token_the_sandbox_does_not_know_is_refused_even_when_open(api, business):
+    forgotten = api.get(credits_path(business["id"]), headers=bearer("lsbx_" + "x" * 43))
+    assert forgotten.status_code == 401 and "request a new one" in forgotten.json()["errors"][0]["description"]
+
+
+def test_a_namespace_made_again_does_not_bring_its_old_tokens_back(client):
+    issued = token(client, "again")
+    business = first_business(client, {})
+    assert client.delete("/__sandbox/namespaces/again").status_code == 200
+    assert client.put("/__sandbox/namespaces/again").status_code == 201
+    assert client.get(credits_path(business), headers=bearer(issued, "again")).status_code == 401
+
+
+@pytest.mark.parametrize("form", [
+    [("grant_type", "client_credentials"), ("scope", SCOPE), ("scope", "x")],
+    [("grant_type", "client_credentials"), ("client_id", "backend"), ("client_id", "other")],
+])
+def test_a_repeated_token_parameter_is_an_invalid_request(client, form):
+    answer = client.post("/oauth2/token", content="&".join(f"{k}={v}" for k, v in form),
+                         headers={**basic("backend", "s3cret"), "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+
+
+def test_overlong_client_credentials_are_refused(api):
+    answer = api.post("/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("c" * 300, "s"))
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+
+
+def test_a_malformed_client_option_never_shows_the_entry(tmp_path):
+    import subprocess
+
+    from support import sandbox_command
+
+    result = subprocess.run(sandbox_command() + ["--port", "0", "--client", "myid=TopSecret123"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "--client number 1" in result.stderr
+    assert "TopSecret123" not in result.stderr + result.stdout
