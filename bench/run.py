@@ -276,27 +276,46 @@ ROUTE_SCENARIOS = ["default", "paging"]
 ROUTE_LIMIT = 100
 
 
-def measure_routes(wrk: str, scenarios: list[str], duration: float) -> dict:
+def measure_routes(wrk: str, scenarios: list[str], duration: float, rounds: int) -> dict:
     """Per-request cost of GET customers, invoices and credits (limit 100) of the first business,
-    one connection at a time, as the list latency: a warm-up, then `duration` seconds of wrk."""
+    one connection, as the list latency: a warm-up, then wrk for `duration` seconds a route. The
+    seconds are split into `rounds` that take the routes in turn, so that a drift of the machine's
+    speed falls on all three alike; each figure is the median of the rounds' (req/s also its range)."""
     results = {}
     for scenario in scenarios:
-        results[scenario] = {}
         with Server("sandbox", scenario=scenario) as server:
             business = first_business(server.base)["id"]
+            urls, items = {}, {}
             for label, path in ROUTES:
-                url = f"{server.base}/v1/businesses/{business}/{path}?limit={ROUTE_LIMIT}"
-                sample = httpx.get(url, headers=TOKEN)  # one checked answer: what the page holds
+                urls[label] = f"{server.base}/v1/businesses/{business}/{path}?limit={ROUTE_LIMIT}"
+                sample = httpx.get(urls[label], headers=TOKEN)  # one checked answer: what the page holds
                 sample.raise_for_status()
                 contract = sample.headers.get("X-Sandbox-Contract")
                 if contract != "request=pass; response=pass":
                     raise RuntimeError(f"{label} in {scenario}: X-Sandbox-Contract {contract}")
-                run_wrk(wrk, url, 1, min(duration, 2), headers=TOKEN)  # warm-up
-                row = run_wrk(wrk, url, 1, duration, headers=TOKEN)
-                row["items"] = len(sample.json()["data"])
+                items[label] = len(sample.json()["data"])
+                run_wrk(wrk, urls[label], 1, min(duration, 2), headers=TOKEN)  # warm-up
+            runs, load = {label: [] for label in urls}, {label: [] for label in urls}
+            for _ in range(rounds):
+                for label, url in urls.items():
+                    load[label].append(os.getloadavg()[0])  # others' work on the machine, for the reader
+                    runs[label].append(run_wrk(wrk, url, 1, duration / rounds, headers=TOKEN))
+            results[scenario] = {}
+            for label, done in runs.items():
+                row = {key: statistics.median(r[key] for r in done)
+                       for key in ("requests_per_second", "mean_ms", "p50_ms", "p99_ms", "bytes_per_response")}
+                row.update({
+                    "requests_per_second_range": [min(r["requests_per_second"] for r in done),
+                                                  max(r["requests_per_second"] for r in done)],
+                    "rounds": rounds, "requests": sum(r["requests"] for r in done), "items": items[label],
+                    "non_2xx": sum(r["non_2xx"] for r in done),
+                    "socket_errors": next((r["socket_errors"] for r in done if r["socket_errors"]), None),
+                    "load_average_1min": [round(min(load[label]), 2), round(max(load[label]), 2)],
+                })
                 results[scenario][label] = row
                 print(f"  list {label:>9} ({scenario}, {row['items']} on the page): "
-                      f"{row['requests_per_second']:.0f} req/s, mean {row['mean_ms']} ms, p50 {row['p50_ms']} ms, "
+                      f"{row['requests_per_second']:.0f} req/s ({row['requests_per_second_range'][0]:.0f} to "
+                      f"{row['requests_per_second_range'][1]:.0f}), mean {row['mean_ms']} ms, p50 {row['p50_ms']} ms, "
                       f"p99 {row['p99_ms']} ms", flush=True)
     return results
 
@@ -436,12 +455,17 @@ def markdown(results: dict) -> str:
         lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
     if "routes" in results:
         lines += ["", f"### List routes (limit {ROUTE_LIMIT}, first business), one connection", "",
-                  "| scenario | route | on the page | bytes/response | req/s | mean ms | p50 ms | p99 ms | non-2xx |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| scenario | route | on the page | bytes/response | req/s | req/s range | mean ms | p50 ms | p99 ms | non-2xx |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for scenario, rows in results["routes"].items():
-            lines += [f"| {scenario} | list {label} | {r['items']} | {r['bytes_per_response']} | "
-                      f"{r['requests_per_second']:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx']} |"
-                      for label, r in rows.items()]
+            lines += [f"| {scenario} | list {label} | {r['items']} | {r['bytes_per_response']:.0f} | "
+                      f"{r['requests_per_second']:.0f} | {r['requests_per_second_range'][0]:.0f} to "
+                      f"{r['requests_per_second_range'][1]:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | "
+                      f"{r['non_2xx']} |" for label, r in rows.items()]
+        every = [r for rows in results["routes"].values() for r in rows.values()]
+        lines += ["", f"Medians of {every[0]['rounds']} round{'s' if every[0]['rounds'] != 1 else ''} taking the routes in turn; the 1-minute load average "
+                  f"before them: {min(r['load_average_1min'][0] for r in every)} to "
+                  f"{max(r['load_average_1min'][1] for r in every)}"]
     if "namespaces" in results:
         server, suite = results["namespaces"]["server"], results["namespaces"]["suite"]
         lines += ["", "### A fresh namespace per test", "",
@@ -503,6 +527,8 @@ def main() -> None:
     parser.add_argument("--skip-prism", action="store_true", help="measure the sandbox only")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 s, one connection, small businesses, no Prism")
+    parser.add_argument("--route-rounds", type=int, default=3,
+                        help="rounds the list routes take in turn (their --duration split between them)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated parts to run (default: all): {', '.join(PARTS)}")
     parser.add_argument("--out", type=Path, default=BENCH / "out")
@@ -512,6 +538,7 @@ def main() -> None:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
     if args.quick:
         args.duration, args.warmup, args.connections, args.starts = 1.0, 0.0, "1", 2
+        args.route_rounds = 1
         args.credits, args.namespaces, args.skip_prism, args.plugin_tests = "100,1000", 2, True, 20
     levels = [int(c) for c in args.connections.split(",")]
     sizes = [int(c) for c in args.credits.split(",")]
@@ -537,7 +564,8 @@ def main() -> None:
         results["list_latency"], results["memory"] = measure_sizes(wrk, sizes, args.duration, args.namespaces, args.out)
     if "routes" in parts:
         print("list routes ...", flush=True)
-        results["routes"] = measure_routes(wrk, ROUTE_SCENARIOS, args.duration)
+        results["routes"] = measure_routes(wrk, ROUTE_SCENARIOS, max(args.duration, args.route_rounds),
+                                           args.route_rounds)
     if "namespaces" in parts:
         print("namespaces ...", flush=True)
         results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)

@@ -258,8 +258,9 @@ class Contract:
                     problems = _schema_errors(error)
                 else:
                     reason = getattr(error.__cause__, "__context__", None)
-                    kind = "JSON" if "application/json" in (self.media_types.get(operation_id) or []) else "a form"
-                    problems = [("(root)", f"the body is not valid {kind}" + (f": {reason}" if reason else ""))]
+                    kind = "valid JSON" if "application/json" in (self.media_types.get(operation_id) or []) else (
+                        "a valid form body")
+                    problems = [("(root)", f"the body is not {kind}" + (f": {reason}" if reason else ""))]
                 return bad_request(
                     f"Invalid request body: {'; '.join(_lines(problems))}",
                     location="body", field=problems[0][0], violations=_lines(problems),

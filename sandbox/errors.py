@@ -149,4 +149,10 @@ class OAuthError(ApiError):
         if error.status == 401:
             return cls("invalid_client", "Client authentication failed: send the client id and secret with "
                                          "HTTP Basic (Authorization: Basic base64(id:secret))")
+        field = (error.meta or {}).get("field")
+        given = "required property" not in error.description  # a value was sent, and is not one offered
+        if field == "grant_type" and given:
+            return cls("unsupported_grant_type", f"{error.description}; use client_credentials")
+        if field == "scope" and given:
+            return cls("invalid_scope", f"{error.description}; ask for Layer's sandbox scope, or none")
         return cls("invalid_request", error.description)

@@ -37,25 +37,35 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
+    """Where a page ended, for the list that issued it (`kind`): a cursor is refused by another list."""
+
     sort_by: str
     sort_order: str
     after: Key
+    kind: str = "customer_credits"
 
     def encode(self) -> str:
-        raw = json.dumps([1, self.sort_by, self.sort_order, list(self.after)], separators=(",", ":"))
+        fields = [1, self.sort_by, self.sort_order, list(self.after)]
+        if self.kind != "customer_credits":  # the credit list's cursors keep their first form
+            fields.append(self.kind)
+        raw = json.dumps(fields, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> Cursor:
+    def decode(cls, text: str, kind: str = "customer_credits") -> Cursor:
+        """The cursor, if this sandbox issued it for the `kind` of list asking; InvalidCursor if not."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            version, sort_by, sort_order, after = json.loads(raw)
+            fields = json.loads(raw)
+            version, sort_by, sort_order, after, *rest = fields
+            issued_for = rest[0] if rest else "customer_credits"
             flag, value, credit_id = after
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
             raise InvalidCursor("is not a cursor this sandbox issued") from None
         if (
             type(version) is not int
             or version != 1
+            or len(rest) > 1
             or sort_by not in SORT_FIELDS
             or sort_order not in SORT_ORDERS
             or type(flag) is not int
@@ -64,7 +74,9 @@ class Cursor:
             or not isinstance(credit_id, str)
         ):
             raise InvalidCursor("is not a cursor this sandbox issued")
-        return cls(sort_by, sort_order, (flag, value, credit_id))
+        if issued_for != kind:
+            raise InvalidCursor(f"was issued by another list ({issued_for}), not by this one ({kind})")
+        return cls(sort_by, sort_order, (flag, value, credit_id), kind)
 
 
 class SortedIndex:
@@ -238,6 +250,7 @@ def page_of(
     records: dict,
     key: Callable[[object], Key],
     *,
+    kind: str,
     sort_by: str,
     sort_order: str,
     limit: int,
@@ -249,7 +262,7 @@ def page_of(
     pass `matches`: the same keyset walk as `paginate`, for records other than credits."""
     after = None
     if cursor is not None:
-        decoded = Cursor.decode(cursor)
+        decoded = Cursor.decode(cursor, kind)
         if (decoded.sort_by, decoded.sort_order) != (sort_by, sort_order):
             raise InvalidCursor(f"was issued for sort_by={decoded.sort_by}&sort_order={decoded.sort_order}, "
                                 f"not sort_by={sort_by}&sort_order={sort_order}")
@@ -264,7 +277,7 @@ def page_of(
             has_more = True
             break
         items.append(record)
-    next_cursor = Cursor(sort_by, sort_order, key(items[-1])).encode() if has_more else None
+    next_cursor = Cursor(sort_by, sort_order, key(items[-1]), kind).encode() if has_more else None
     total = None
     if with_total:
         total = sum(1 for record_id in index.ids_after(None, False)

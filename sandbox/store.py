@@ -354,13 +354,15 @@ class Store:
             start = 0
             if cursor is not None:
                 try:
-                    decoded = Cursor.decode(cursor)
+                    decoded = Cursor.decode(cursor, "customers")
                     _, position, after_id = decoded.after
                     start = int(position) + 1
                     if ((decoded.sort_by, decoded.sort_order) != ("created_at", "ASC") or not 0 < start <= len(order)
                             or order[start - 1] != after_id):
                         raise InvalidCursor("is not a cursor this sandbox issued for this list")
-                except (InvalidCursor, ValueError):
+                except InvalidCursor as exc:
+                    raise InvalidInput(f"cursor {exc}", field="cursor") from None
+                except ValueError:
                     raise InvalidInput("cursor is not a cursor this sandbox issued for this list",
                                        field="cursor") from None
             matches = _customer_matches(q)
@@ -384,7 +386,7 @@ class Store:
                     break
                 items.append(customer)
                 last = position
-            next_cursor = Cursor("created_at", "ASC", (0, str(last), order[last])).encode() if has_more else None
+            next_cursor = Cursor("created_at", "ASC", (0, str(last), order[last]), "customers").encode() if has_more else None
             return Page(items, next_cursor, has_more, "created_at", "ASC", None)
 
     def invoice(self, business_id: str, invoice_id: str) -> Invoice:
@@ -408,7 +410,7 @@ class Store:
                 index = self._invoice_orders[business_id] = SortedIndex(
                     lambda invoice_id: invoice_key(invoices[invoice_id]), [i.id for i in ordered])
             try:
-                return page_of(index, business.invoices, invoice_key, sort_by="sent_at", sort_order=sort_order,
+                return page_of(index, business.invoices, invoice_key, kind="invoices", sort_by="sent_at", sort_order=sort_order,
                                limit=limit, cursor=cursor, matches=filters.predicate(business.customers),
                                with_total=with_total)
             except InvalidCursor as exc:

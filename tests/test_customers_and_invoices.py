@@ -348,3 +348,14 @@ def test_a_fixture_credit_for_an_archived_customer_is_refused(api, acme):
     assert api.post(f"{customers_path(acme, ACME)}/archive").status_code == 200
     refused = add_fixtures(api, {"customer_credits": [{"customer_id": ACME, "line_items": [stable_line("SALES", 5)]}]})
     assert refused.status_code == 400 and refused.json()["errors"][0]["meta"]["field"] == "customer_credits[0].customer_id"
+
+
+def test_a_cursor_works_only_on_the_list_that_issued_it(api, business):
+    customer_cursor = api.get(customers_path(business["id"]), params={"limit": 1}).json()["meta"]["pagination"]["cursor"]
+    invoice_cursor = api.get(invoices_path(business["id"]), params={"limit": 1}).json()["meta"]["pagination"]["cursor"]
+    credit_cursor = api.get(credits_path(business["id"]), params={"limit": 1}).json()["meta"]["pagination"]["cursor"]
+    for path, cursor in ((credits_path(business["id"]), customer_cursor), (credits_path(business["id"]), invoice_cursor),
+                         (customers_path(business["id"]), invoice_cursor), (invoices_path(business["id"]), credit_cursor),
+                         (invoices_path(business["id"]), customer_cursor), (customers_path(business["id"]), credit_cursor)):
+        refused = api.get(path, params={"cursor": cursor})
+        assert refused.status_code == 400 and refused.json()["errors"][0]["meta"]["field"] == "cursor", (path, refused.text)

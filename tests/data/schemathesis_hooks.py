@@ -13,7 +13,10 @@ ends:
   Schemathesis or declared by the contract;
 - `unapplied`: how often a link was taken without its value applied (the value was absent from
   the response, or Schemathesis chose to generate the parameter instead);
-- `dropped`: the failures `filter_failure` dropped, by check and reason.
+- `scenarios`: per phase, how many scenarios ended with which status;
+- `dropped`: the failures `filter_failure` dropped, by check and reason;
+- `samples`: one request and answer for every operation and error status seen (a first look at
+  why an operation was refused, without a cassette of the whole run).
 
 It reads the same recorder fields the CLI's own "API Links: N covered" line is computed from.
 """
@@ -47,7 +50,7 @@ def filter_failure(context, failure, case, response) -> bool:
         return True
     try:
         fields = {(error.get("meta") or {}).get("field") for error in response.json()["errors"]}
-    except Exception:
+    except (ValueError, KeyError, TypeError, AttributeError):  # not Layer's error body
         return True
     if None in fields or fields & set(case.path_parameters or {}):
         return True
@@ -62,6 +65,8 @@ class Tally(cli.EventHandler):
         self.requests: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.links: dict[str, bool] = {}
         self.unapplied: Counter = Counter()
+        self.scenarios: dict[str, Counter] = defaultdict(Counter)
+        self.samples: dict[str, dict] = {}
 
     def handle_event(self, ctx, event) -> None:
         if isinstance(event, events.ScenarioFinished):
@@ -72,11 +77,19 @@ class Tally(cli.EventHandler):
     def _scenario(self, event) -> None:
         phase = getattr(event.phase, "value", str(event.phase))
         recorder = event.recorder
+        self.scenarios[phase][getattr(event.status, "value", str(event.status))] += 1
         for case_id, interaction in recorder.interactions.items():
             node = recorder.cases.get(case_id)
             label = node.value.operation.label if node is not None else recorder.label
             status = interaction.response.status_code if interaction.response is not None else "no response"
             self.requests[phase][label][str(status)] += 1
+            key = f"{label} {status}"
+            if interaction.response is not None and status >= 400 and key not in self.samples:
+                request = interaction.request
+                self.samples[key] = {
+                    "request": f"{request.method} {request.uri} {(request.body or b'')[:300]!r}",
+                    "response": interaction.response.content[:300].decode("utf-8", "replace"),
+                }
         for node in recorder.cases.values():
             transition = getattr(node, "transition", None)
             if transition is None:
@@ -91,4 +104,5 @@ class Tally(cli.EventHandler):
             return
         with open(self.path, "w") as out:
             json.dump({"requests": self.requests, "links": self.links, "unapplied": self.unapplied,
-                       "dropped": DROPPED}, out, indent=1, sort_keys=True)
+                       "scenarios": self.scenarios, "dropped": DROPPED,
+                       "samples": self.samples}, out, indent=1, sort_keys=True)
