@@ -88,6 +88,12 @@ def sandbox_script() -> str:
     return shutil.which("layer-sandbox") or str(Path(sys.executable).with_name("layer-sandbox"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -296,10 +302,13 @@ def measure_routes(wrk: str, scenarios: list[str], duration: float, rounds: int)
                 items[label] = len(sample.json()["data"])
                 run_wrk(wrk, urls[label], 1, min(duration, 2), headers=TOKEN)  # warm-up
             runs, load = {label: [] for label in urls}, {label: [] for label in urls}
+            cpu = dict.fromkeys(urls, 0.0)
             for _ in range(rounds):
                 for label, url in urls.items():
                     load[label].append(os.getloadavg()[0])  # others' work on the machine, for the reader
+                    before = cpu_seconds(server.process.pid)
                     runs[label].append(run_wrk(wrk, url, 1, duration / rounds, headers=TOKEN))
+                    cpu[label] += cpu_seconds(server.process.pid) - before
             results[scenario] = {}
             for label, done in runs.items():
                 row = {key: statistics.median(r[key] for r in done)
@@ -311,12 +320,14 @@ def measure_routes(wrk: str, scenarios: list[str], duration: float, rounds: int)
                     "non_2xx": sum(r["non_2xx"] for r in done),
                     "socket_errors": next((r["socket_errors"] for r in done if r["socket_errors"]), None),
                     "load_average_1min": [round(min(load[label]), 2), round(max(load[label]), 2)],
+                    # the server's own CPU time a request: what others' work on the machine changes least
+                    "server_cpu_ms_per_request": round(cpu[label] * 1000 / max(1, sum(r["requests"] for r in done)), 3),
                 })
                 results[scenario][label] = row
                 print(f"  list {label:>9} ({scenario}, {row['items']} on the page): "
                       f"{row['requests_per_second']:.0f} req/s ({row['requests_per_second_range'][0]:.0f} to "
                       f"{row['requests_per_second_range'][1]:.0f}), mean {row['mean_ms']} ms, p50 {row['p50_ms']} ms, "
-                      f"p99 {row['p99_ms']} ms", flush=True)
+                      f"p99 {row['p99_ms']} ms; server CPU {row['server_cpu_ms_per_request']} ms a request", flush=True)
     return results
 
 
@@ -455,13 +466,13 @@ def markdown(results: dict) -> str:
         lines += ["", "### Memory (VmRSS)", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in results["memory"].items()]
     if "routes" in results:
         lines += ["", f"### List routes (limit {ROUTE_LIMIT}, first business), one connection", "",
-                  "| scenario | route | on the page | bytes/response | req/s | req/s range | mean ms | p50 ms | p99 ms | non-2xx |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| scenario | route | on the page | bytes/response | req/s | req/s range | mean ms | p50 ms | p99 ms "
+                  "| server CPU ms/request | non-2xx |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for scenario, rows in results["routes"].items():
             lines += [f"| {scenario} | list {label} | {r['items']} | {r['bytes_per_response']:.0f} | "
                       f"{r['requests_per_second']:.0f} | {r['requests_per_second_range'][0]:.0f} to "
                       f"{r['requests_per_second_range'][1]:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | "
-                      f"{r['non_2xx']} |" for label, r in rows.items()]
+                      f"{r['server_cpu_ms_per_request']} | {r['non_2xx']} |" for label, r in rows.items()]
         every = [r for rows in results["routes"].values() for r in rows.values()]
         lines += ["", f"Medians of {every[0]['rounds']} round{'s' if every[0]['rounds'] != 1 else ''} taking the routes in turn; the 1-minute load average "
                   f"before them: {min(r['load_average_1min'][0] for r in every)} to "

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from .jsontext import portable_problem
-from .snapshot import StateError, StrictValidator, export_store, import_store, record_problems
+from .snapshot import StateError, StrictValidator, export_store, import_store, read_timestamp, record_problems, where_of
 from .store import ARCHIVED, CUSTOMER_FIELDS, Store
-from .timestamps import format_timestamp, normalize_timestamp, parse_timestamp
+from .timestamps import format_timestamp, parse_timestamp
 
 INVOICE_TERMS_DAYS = 30  # an invoice's due date when none is given, as seeded invoices have
 _ID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"}
@@ -100,20 +100,6 @@ class FixtureError(ValueError):
         return self.problems[0].split(":", 1)[0] if self.problems else "(root)"
 
 
-def _where(error) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "(root)"
-
-
-def _when(value: str | None, where: str, problems: list[str]) -> str | None:
-    if value is None:
-        return None
-    try:
-        return normalize_timestamp(value)
-    except ValueError:
-        problems.append(f"{where}: {value!r} is not an ISO 8601 date or date-time")
-        return None
-
-
 def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict]:
     """A new store: `store`'s state with the fixtures added, and what was added (ids per kind).
     FixtureError lists every problem; `store` itself is never changed."""
@@ -122,7 +108,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
     portable = portable_problem(body)
     if portable:
         raise FixtureError([f"(root): {portable}"])
-    problems = sorted(f"{_where(e)}: {e.message}" for e in _VALIDATOR.iter_errors(body))
+    problems = sorted(f"{where_of(e)}: {e.message}" for e in _VALIDATOR.iter_errors(body))
     if problems:
         raise FixtureError(problems[:50])
     ids = store.ids.clone()  # drawn here; the new store's generator carries on from these draws
@@ -199,7 +185,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
         outstanding = invoice.get("outstanding_balance", total)
         if outstanding > total:
             problems.append(f"{at}.outstanding_balance: {outstanding} exceeds the total {total}")
-        sent_at = _when(invoice.get("sent_at", moment), f"{at}.sent_at", problems)
+        sent_at = read_timestamp(invoice.get("sent_at", moment), f"{at}.sent_at", problems)
         due_at = invoice.get("due_at")
         if due_at is None and "due_at" not in invoice and sent_at is not None:
             try:
@@ -210,8 +196,8 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
         record = {
             "id": invoice_id, "customer_id": invoice["customer_id"].lower(), "external_id": invoice.get("external_id"),
             "invoice_number": invoice.get("invoice_number"), "sent_at": sent_at,
-            "due_at": _when(due_at, f"{at}.due_at", problems), "paid_at": None,
-            "voided_at": _when(invoice.get("voided_at"), f"{at}.voided_at", problems), "imported_at": None,
+            "due_at": read_timestamp(due_at, f"{at}.due_at", problems), "paid_at": None,
+            "voided_at": read_timestamp(invoice.get("voided_at"), f"{at}.voided_at", problems), "imported_at": None,
             "updated_at": sent_at, "recipient_name": invoice.get("recipient_name"), "memo": invoice.get("memo"),
             "custom_payment_instructions": invoice.get("custom_payment_instructions"), "line_items": lines,
             "additional_discount": invoice.get("additional_discount", 0),
@@ -222,7 +208,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
     for n, credit in enumerate(body.get("customer_credits") or []):
         at = f"customer_credits[{n}]"
         credit_id = new_id(credit, "customer_credits", at)
-        created = _when(credit.get("created_at", moment), f"{at}.created_at", problems)
+        created = read_timestamp(credit.get("created_at", moment), f"{at}.created_at", problems)
         business["customer_credits"].append({
             "id": credit_id, "external_id": credit.get("external_id"),
             "customer": {"id": credit["customer_id"].lower()},
@@ -235,7 +221,7 @@ def apply(store: Store, body: dict, now: Callable[[], str]) -> tuple[Store, dict
             "allocations": [{"id": ids.new(), "customer_credit_id": credit_id, "invoice_id": a["invoice_id"].lower(),
                              "amount": a["amount"]} for a in credit.get("allocations") or []],
             "created_at": created, "updated_at": created, "deleted_at": None,
-            "sent_at": _when(credit.get("sent_at"), f"{at}.sent_at", problems), "memo": credit.get("memo"),
+            "sent_at": read_timestamp(credit.get("sent_at"), f"{at}.sent_at", problems), "memo": credit.get("memo"),
             "metadata": None, "reference_number": credit.get("reference_number"), "transaction_tags": [],
         })
     problems += _unique_and_open(business, offsets)

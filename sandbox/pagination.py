@@ -211,38 +211,11 @@ def paginate(
     matches: Callable[[CustomerCredit], bool] | None,
     with_total: bool,
 ) -> Page:
-    """One page of live credits in the requested order, after `cursor`, that pass `matches`."""
-    after = None
-    if cursor is not None:
-        decoded = Cursor.decode(cursor)
-        if (decoded.sort_by, decoded.sort_order) != (sort_by, sort_order):
-            raise InvalidCursor(
-                f"was issued for sort_by={decoded.sort_by}&sort_order={decoded.sort_order}, "
-                f"not sort_by={sort_by}&sort_order={sort_order}"
-            )
-        after = decoded.after
-    index = indexes.index(sort_by, customer_id)
-    descending = sort_order == "DESC"
-    items: list[CustomerCredit] = []
-    has_more = False
-    for credit_id in index.ids_after(after, descending):
-        credit = credits[credit_id]
-        if matches is not None and not matches(credit):
-            continue
-        if len(items) == limit:
-            has_more = True
-            break
-        items.append(credit)
-    next_cursor = (
-        Cursor(sort_by, sort_order, sort_key(items[-1], sort_by)).encode() if has_more else None
-    )
-    total = None
-    if with_total:
-        if matches is None:
-            total = len(index)
-        else:
-            total = sum(1 for credit_id in index.ids_after(None, False) if matches(credits[credit_id]))
-    return Page(items, next_cursor, has_more, sort_by, sort_order, total)
+    """One page of live credits in the requested order (of one customer's, with `customer_id`),
+    after `cursor`, that pass `matches`."""
+    return page_of(indexes.index(sort_by, customer_id), credits, lambda credit: sort_key(credit, sort_by),
+                   kind="customer_credits", sort_by=sort_by, sort_order=sort_order, limit=limit, cursor=cursor,
+                   matches=matches, with_total=with_total)
 
 
 def page_of(
@@ -258,8 +231,9 @@ def page_of(
     matches: Callable[[object], bool] | None,
     with_total: bool,
 ) -> Page:
-    """One page of any records held in a SortedIndex (customers, invoices), after `cursor`, that
-    pass `matches`: the same keyset walk as `paginate`, for records other than credits."""
+    """One page of the records a SortedIndex holds in order (credits, invoices), after `cursor`,
+    that pass `matches`: the keyset walk of every sorted list. `kind` names the list, so that its
+    cursors are refused by another."""
     after = None
     if cursor is not None:
         decoded = Cursor.decode(cursor, kind)
@@ -280,6 +254,6 @@ def page_of(
     next_cursor = Cursor(sort_by, sort_order, key(items[-1]), kind).encode() if has_more else None
     total = None
     if with_total:
-        total = sum(1 for record_id in index.ids_after(None, False)
-                    if matches is None or matches(records[record_id]))
+        total = len(index) if matches is None else sum(
+            1 for record_id in index.ids_after(None, False) if matches(records[record_id]))
     return Page(items, next_cursor, has_more, sort_by, sort_order, total)

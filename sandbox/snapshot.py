@@ -231,10 +231,10 @@ def record_problems(kind: str, record: dict, where: str) -> list[str]:
     """What is wrong with one record of a business's `kind` list (`customers`, `invoices`, ...)
     against the import schema: how the fixtures API checks the records it adds alone."""
     validator = StrictValidator(BUSINESS_PARTS[kind]["items"])
-    return [f"{where}{'.' + _where(e) if e.absolute_path else ''}: {e.message}" for e in validator.iter_errors(record)]
+    return [f"{where}{'.' + where_of(e) if e.absolute_path else ''}: {e.message}" for e in validator.iter_errors(record)]
 
 
-def _where(error: jsonschema.ValidationError) -> str:
+def where_of(error: jsonschema.ValidationError) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "(root)"
 
 
@@ -248,7 +248,7 @@ def import_store(document, clock: Callable | None = None, *, shape_checked: bool
     portable = None if shape_checked else portable_problem(document)
     if portable:
         raise StateError([f"(document): {portable}"])
-    schema_problems = [] if shape_checked else [f"{_where(e)}: {e.message}" for e in _VALIDATOR.iter_errors(document)]
+    schema_problems = [] if shape_checked else [f"{where_of(e)}: {e.message}" for e in _VALIDATOR.iter_errors(document)]
     if schema_problems:
         raise StateError(sorted(schema_problems)[:50])
     problems: list[str] = []
@@ -272,13 +272,13 @@ def import_store(document, clock: Callable | None = None, *, shape_checked: bool
     return Store(businesses, ids, **kwargs)
 
 
-def _timestamp(value: str | None, where: str, problems: list[str]) -> str | None:
+def read_timestamp(value: str | None, where: str, problems: list[str]) -> str | None:
     if value is None:
         return None
     try:
         return normalize_timestamp(value)
     except ValueError:
-        problems.append(f"{where}: {value!r} is not an ISO 8601 date-time")
+        problems.append(f"{where}: {value!r} is not an ISO 8601 date or date-time")
         return None
 
 
@@ -312,13 +312,13 @@ def import_invoice(business: Business, i: dict, at: str, problems: list[str]) ->
             problems.append(f"{at}.line_items[{m}]: its discount_amount exceeds its subtotal and taxes")
     _unique(i.get("line_items") or [], "line item", at, problems)
     invoice = Invoice(
-        i["id"], i["customer_id"], i.get("invoice_number"), _timestamp(i.get("sent_at"), f"{at}.sent_at", problems),
+        i["id"], i["customer_id"], i.get("invoice_number"), read_timestamp(i.get("sent_at"), f"{at}.sent_at", problems),
         i["total_amount"], business_id=business.id, external_id=i.get("external_id"),
-        due_at=_timestamp(i.get("due_at"), f"{at}.due_at", problems),
-        paid_at=_timestamp(i.get("paid_at"), f"{at}.paid_at", problems),
-        voided_at=_timestamp(i.get("voided_at"), f"{at}.voided_at", problems),
-        imported_at=_timestamp(i.get("imported_at"), f"{at}.imported_at", problems),
-        updated_at=_timestamp(i.get("updated_at"), f"{at}.updated_at", problems),
+        due_at=read_timestamp(i.get("due_at"), f"{at}.due_at", problems),
+        paid_at=read_timestamp(i.get("paid_at"), f"{at}.paid_at", problems),
+        voided_at=read_timestamp(i.get("voided_at"), f"{at}.voided_at", problems),
+        imported_at=read_timestamp(i.get("imported_at"), f"{at}.imported_at", problems),
+        updated_at=read_timestamp(i.get("updated_at"), f"{at}.updated_at", problems),
         recipient_name=i.get("recipient_name"), memo=i.get("memo"),
         custom_payment_instructions=i.get("custom_payment_instructions"), line_items=tuple(lines),
         additional_discount=i.get("additional_discount", 0),
@@ -410,12 +410,12 @@ def _import_business(item: dict, where: str, problems: list[str]) -> Business:
             ))
         if sum(line.amount for line in lines) > INT64_MAX:
             problems.append(f"{at}.line_items: the total exceeds the int64 range")
-        deleted_at = _timestamp(c.get("deleted_at"), f"{at}.deleted_at", problems)
+        deleted_at = read_timestamp(c.get("deleted_at"), f"{at}.deleted_at", problems)
         credit = CustomerCredit(
             id=c["id"], business_id=business.id, customer=customer, line_items=lines,
-            created_at=_timestamp(c["created_at"], f"{at}.created_at", problems),
-            updated_at=_timestamp(c["updated_at"], f"{at}.updated_at", problems),
-            external_id=c.get("external_id"), sent_at=_timestamp(c.get("sent_at"), f"{at}.sent_at", problems),
+            created_at=read_timestamp(c["created_at"], f"{at}.created_at", problems),
+            updated_at=read_timestamp(c["updated_at"], f"{at}.updated_at", problems),
+            external_id=c.get("external_id"), sent_at=read_timestamp(c.get("sent_at"), f"{at}.sent_at", problems),
             deleted_at=deleted_at, memo=c.get("memo"),
             transaction_tags=check_tags(_tags(c.get("transaction_tags")), f"{at}.transaction_tags"),
             metadata=_metadata(c.get("metadata"), f"{at}.metadata", problems),
