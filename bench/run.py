@@ -1,6 +1,6 @@
 """The benchmark: layer-sandbox side by side with Prism on the same openapi.yaml, in one run.
 
-    .venv/bin/python bench/run.py            # the full run (about 5 minutes here)
+    .venv/bin/python bench/run.py            # the full run (about 8 minutes here)
     .venv/bin/python bench/run.py --quick    # a smoke run of every part (seconds; the tests run it)
     .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces
 
@@ -474,8 +474,9 @@ def markdown(results: dict) -> str:
                       f"{r['requests_per_second_range'][1]:.0f} | {r['mean_ms']} | {r['p50_ms']} | {r['p99_ms']} | "
                       f"{r['server_cpu_ms_per_request']} | {r['non_2xx']} |" for label, r in rows.items()]
         every = [r for rows in results["routes"].values() for r in rows.values()]
-        lines += ["", f"Medians of {every[0]['rounds']} round{'s' if every[0]['rounds'] != 1 else ''} taking the routes in turn; the 1-minute load average "
-                  f"before them: {min(r['load_average_1min'][0] for r in every)} to "
+        rounds = every[0]["rounds"]
+        lines += ["", f"Medians of {rounds} round{'s' if rounds != 1 else ''} taking the routes in turn; the "
+                  f"1-minute load average before them: {min(r['load_average_1min'][0] for r in every)} to "
                   f"{max(r['load_average_1min'][1] for r in every)}"]
     if "namespaces" in results:
         server, suite = results["namespaces"]["server"], results["namespaces"]["suite"]

@@ -112,6 +112,12 @@ def test_a_quick_run_of_the_benchmark_measures_every_part(tmp_path):
     assert "| paging | list invoices | 60 |" in (tmp_path / "results.md").read_text()
 
 
+def test_the_benchmark_refuses_a_part_it_does_not_have():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--parts", "routes,nope"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown parts: nope" in result.stderr
+
+
 def test_handlers_answer_alike_with_openapi_cores_values_and_with_connexions_parsing(tmp_path):
     """With validation on, handlers get the parameters and body openapi-core parsed (see
     sandbox/operations.py); with it off, connexion parses them itself. The same requests must

@@ -43,11 +43,15 @@ def _mutate(body: dict, dotted: str, value) -> dict:
 def recorded(sandbox):
     import httpx
 
-    business = httpx.get(f"{sandbox.base_url}/__sandbox/businesses").json()["data"][0]
-    listing = httpx.get(sandbox.base_url + credits_path(business["id"]), params={"limit": 100},
-                        headers={"Authorization": "Bearer t"}).json()["data"]
+    # A namespace of its own, made fresh: the shared sandbox's default namespace may hold rules
+    # (forced 404s, example pages) that another test on this worker left behind.
+    base, headers = sandbox.base_url, {"Authorization": "Bearer t", "X-Sandbox-Namespace": "fast-validation"}
+    assert httpx.put(f"{base}/__sandbox/namespaces/fast-validation").status_code in (200, 201)
+    business = httpx.get(f"{base}/__sandbox/businesses", headers=headers).json()["data"][0]
+    listing = httpx.get(base + credits_path(business["id"]), params={"limit": 100}, headers=headers).json()["data"]
     credit = next(c for c in listing if c["allocations"] and c["transaction_tags"])
-    response = httpx.get(sandbox.base_url + credits_path(business["id"], credit["id"]), headers={"Authorization": "Bearer t"})
+    response = httpx.get(base + credits_path(business["id"], credit["id"]), headers=headers)
+    assert response.status_code == 200, response.text
     response.read()
     return response
 
