@@ -297,3 +297,77 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
     if junit_xml is not None:
         junit_xml.write_bytes(app.junit())
         click.echo(f"JUnit XML written to {junit_xml}")
+
+
+@main.command("verify-pact")
+@click.argument("pacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--url", default=None, help="A running sandbox to replay against (default: one started for the run, "
+                                          "on a free loopback port, stopped after it).")
+@click.option("--admin-token", default=None, help="The --admin-token of the sandbox at --url.")
+@click.option("--states", "states_file", type=_FILE, default=None,
+              help="YAML recipes of your own provider states (see docs/pact.md), beside the built-in ones.")
+@click.option("--scenario", default="default", show_default=True,
+              help="What each interaction's fresh namespace holds before its provider states (a sandbox "
+                   "started for the run).")
+@click.option("--seed", type=click.IntRange(0), default=1, show_default=True,
+              help="The seed of that namespace (a sandbox started for the run).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json prints one JSON document on stdout: each pact, each interaction "
+                   "with its contract and sandbox checks (result, problems, notes), and a summary.")
+@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a JUnit report here: a test case per interaction and check.")
+def verify_pact(pacts: tuple[Path, ...], url: str | None, admin_token: str | None, states_file: Path | None,
+                scenario: str, seed: int, output_format: str, junit_xml: Path | None) -> None:
+    """Check consumers' pact files (V2, V3, V4; a directory for its *.json files) against Layer's
+    contract and replay them against the sandbox with Pact's own verifier.
+
+    Each HTTP interaction is checked twice, each reported on its own: against openapi.yaml (is
+    the request one the contract accepts, and the expected response one it allows, member by
+    member?) and against the sandbox's behaviour (Pact's verifier replays it in a fresh namespace
+    after setting up its provider states). Message interactions are reported as skipped.
+
+    Exit status: 0 every interaction passed both; 1 any failed; 2 a file is not a pact (the
+    others are still reported), or a usage error."""
+    from .pactfile import PactFileError, pact_paths, read_pact
+    from .pactstates import StateBook, StatesFileError
+    from .pactverify import Unreadable, exit_status, json_report, junit_report, text_report, verify
+
+    try:
+        import pact  # noqa: F401 - pact-python: Pact's own verifier (the Rust Pact FFI)
+    except ImportError:
+        raise click.ClickException("verify-pact replays pacts with pact-python: pip install "
+                                   "'layer-sandbox[pact]'") from None
+    try:
+        book = StateBook.from_yaml(states_file) if states_file else StateBook()
+    except StatesFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--states") from None
+    found, unreadable = [], []
+    paths = pact_paths(list(pacts))
+    if not paths:
+        raise click.BadParameter("no pact files there (a directory is read for its *.json files)",
+                                 param_hint="PACTS")
+    for path in paths:
+        try:
+            found.append(read_pact(path))
+        except PactFileError as exc:
+            unreadable.append(Unreadable(path, str(exc)))
+    reports = []
+    if found:
+        from .pactcontract import PactContractCheck
+        from .resources import SPEC_PATH, load_spec
+        from .testing import RunningSandbox, SandboxProcess, SandboxUnavailable
+
+        try:
+            server = RunningSandbox(url, admin_token) if url else SandboxProcess(
+                ["--scenario", scenario, "--seed", str(seed), "--journal-size", "0"])
+        except SandboxUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            reports = verify(found, contract=PactContractCheck(load_spec(SPEC_PATH)), book=book,
+                             base_url=server.url, control=server.control)
+        finally:
+            server.stop()
+    if junit_xml is not None:
+        junit_xml.write_bytes(junit_report(reports, unreadable))
+    click.echo(json_report(reports, unreadable) if output_format == "json" else text_report(reports, unreadable))
+    sys.exit(exit_status(reports, unreadable))
