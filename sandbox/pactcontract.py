@@ -14,6 +14,7 @@ refusal: a pact that sends a bad `limit` and expects the 400 tests the consumer'
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -44,6 +45,52 @@ def json_path(parts) -> str:
         else:
             text += f"[{part!r}]"
     return text
+
+
+_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\*)\]|\['((?:[^'\\]|\\.)*)'\]")
+
+
+def path_parts(path: str) -> list | None:
+    """`$.data[0].id`, `$['odd key'][*]` as parts (int, str, or "*"), or None if unreadable."""
+    if not path.startswith("$"):
+        return None
+    parts, at = [], 1
+    while at < len(path):
+        found = _TOKEN.match(path, at)
+        if found is None:
+            return None
+        name, index, quoted = found.groups()
+        parts.append(name if name is not None else quoted if quoted is not None else (
+            "*" if index == "*" else int(index)))
+        at = found.end()
+    return parts
+
+
+def without(body, paths) -> object:
+    """`body` less the values at `paths` (what Pact generates has no example to judge)."""
+    body = copy.deepcopy(body)
+
+    def drop(node, parts):
+        if not parts:
+            return
+        head, rest = parts[0], parts[1:]
+        if head == "*":
+            children = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else []
+            for child in children:
+                drop(child, rest)
+        elif not rest:
+            if isinstance(node, dict) and isinstance(head, str):
+                node.pop(head, None)
+        elif isinstance(node, dict) and head in node:
+            drop(node[head], rest)
+        elif isinstance(node, list) and isinstance(head, int) and head < len(node):
+            drop(node[head], rest)
+
+    for path in paths:
+        parts = path_parts(path)
+        if parts:
+            drop(body, parts)
+    return body
 
 
 def _resolved(spec: dict, node, seen: tuple = ()):
@@ -196,7 +243,7 @@ class PactContractCheck:
         media = expected_type or next(iter(content))
         if media != "application/json" and not media.endswith("+json"):
             return []
-        body = response.body
+        body = without(response.body, response.generated) if response.generated else response.body
         if isinstance(body, (bytes, str)):
             return [Finding("response body", f"the contract's {key} is JSON; the pact expects text")]
         return [self._finding(error) for error in sorted(

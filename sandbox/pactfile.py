@@ -39,6 +39,7 @@ class Message:
     path: str = ""
     query: tuple[tuple[str, str], ...] = ()
     status: int = 0
+    generated: tuple[str, ...] = ()  # JSON paths of body values Pact generates (no example given)
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers if key.lower() == name.lower()), None)
@@ -187,8 +188,16 @@ def _interaction(position: int, raw, specification: str) -> Interaction:
         Message(method=str(request.get("method", "GET")).upper(), path=str(request.get("path", "/")),
                 query=_query(request.get("query")), headers=_headers(request.get("headers")),
                 body=_body(request, specification)),
-        Message(status=status, headers=_headers(response.get("headers")), body=_body(response, specification)),
+        Message(status=status, headers=_headers(response.get("headers")), body=_body(response, specification),
+                generated=_generated(response, raw)),
     )
+
+
+def _generated(response: dict, raw: dict) -> tuple[str, ...]:
+    """V3 keeps generators beside the response's body, V4 inside the response."""
+    generators = response.get("generators") if isinstance(response.get("generators"), dict) else {}
+    body = generators.get("body") if isinstance(generators.get("body"), dict) else {}
+    return tuple(str(path) for path in body)
 
 
 def read_pact(path: Path) -> PactFile:

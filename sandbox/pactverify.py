@@ -185,22 +185,34 @@ def replay(pact: PactFile, base_url: str, control: ControlClient, book: StateBoo
         finally:
             api.close()
             control.request("DELETE", f"/__sandbox/namespaces/{namespace}")
-    found = results.get("interactionResults") or []
+    found = list(results.get("interactionResults") or [])
     checks = []
     for index, interaction in enumerate(interactions):
-        result = found[index] if index < len(found) and found[index].get("description") == interaction.description \
-            else next((r for r in found if r.get("description") == interaction.description), None)
+        result = _result_for(interaction, found)
         problems = list(states.problems.get(index, []))
+        passed = result is not None and str(result.get("result")).lower() == "ok"
         if result is None:
             checks.append(Check(FAIL, problems + ["Pact's verifier reported nothing for this interaction"]))
-        elif result.get("result") == "Ok" and not problems:
+        elif passed and not problems:
             checks.append(Check(PASS))
         else:
-            lines = _mismatch_lines(result.get("mismatch") or {}) if result.get("result") != "Ok" else []
-            notes = ["the replay ran without the state that failed, so its mismatches follow from that"] \
+            lines = [] if passed else _mismatch_lines(result.get("mismatch") or {})
+            notes = ["the replay ran without the state that failed, so its mismatches may follow from that"] \
                 if problems and lines else []
             checks.append(Check(FAIL, problems + lines, notes))
     return checks
+
+
+def _result_for(interaction: Interaction, found: list[dict]) -> dict | None:
+    """The verifier's result for an interaction (taken from `found`): the first with its
+    description and provider states, else the first with its description."""
+    names = [s.name for s in interaction.states]
+    for exact in (True, False):
+        for n, result in enumerate(found):
+            if result.get("description") == interaction.description and (
+                    not exact or list(result.get("providerStates") or []) == names):
+                return found.pop(n)
+    return None
 
 
 # ---------------------------------------------------------------------------- the whole run
