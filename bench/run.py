@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py            # the full run (about 8 minutes here)
     .venv/bin/python bench/run.py --quick    # a smoke run of every part (seconds; the tests run it)
-    .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces
+    .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces, pact
 
 Everything runs on 127.0.0.1, one server at a time. It measures:
 
@@ -21,7 +21,11 @@ Everything runs on 127.0.0.1, one server at a time. It measures:
 - namespaces: what a fresh namespace costs on the server (a copy of the seeded template), and
   what the pytest plugin adds to a consumer's suite: the same 500 tests (each makes one API call)
   run with a fresh namespace per test, against one shared namespace, and a no-sandbox baseline
-  whose tests make no call at all.
+  whose tests make no call at all;
+- pact: `layer-sandbox verify-pact` on a pact of 50 interactions (a consumer's flow: list
+  customers, fetch an invoice, apply a credit, read the invoice again; each with its provider
+  states), against a running sandbox (`--url`) and with a sandbox started for the run: the wall
+  time of the command, and interactions verified per second.
 
 wrk (Debian) and Prism (`@stoplight/prism-cli` from the npm registry, into bench/.prism) are
 installed when missing. The figures go to stdout, bench/out/results.json, bench/out/results.md and
@@ -54,7 +58,7 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 TOKEN = {"Authorization": "Bearer bench-token"}
 NO_VALIDATION = "LAYER_SANDBOX_BENCH_NO_VALIDATION"
 SERVERS = {"sandbox": "sandbox", "sandbox-unvalidated": "sandbox, validation off", "prism": "Prism"}
-PARTS = ["load", "cold", "sizes", "routes", "namespaces"]  # --parts: which to run, in this order
+PARTS = ["load", "cold", "sizes", "routes", "namespaces", "pact"]  # --parts: which to run, in this order
 
 
 def free_port() -> int:
@@ -422,6 +426,68 @@ def measure_namespaces(tests: int, rounds: int, out: Path) -> dict:
     return results
 
 
+def bench_pact(interactions: int) -> dict:
+    """A V4 pact of `interactions` interactions, four kinds in turn, each with its own ids."""
+    business = "b0000000-0000-4000-8000-000000000000"
+    items = []
+    for n in range(interactions):
+        customer, invoice = f"c0000000-0000-4000-8000-{n:012d}", f"10000000-0000-4000-8000-{n:012d}"
+        states = [{"name": "a business exists", "params": {"id": business}},
+                  {"name": "an invoice exists", "params": {"id": invoice, "customer_id": customer,
+                                                           "total_amount": 100000}}]
+        root = f"/v1/businesses/{business}"
+        kind = n % 4
+        if kind == 0:
+            request, status, body = {"method": "GET", "path": f"{root}/customers"}, 200, {"data": [{"id": customer}]}
+        elif kind == 1:
+            request, status, body = ({"method": "GET", "path": f"{root}/invoices/{invoice}"}, 200,
+                                     {"data": {"id": invoice, "outstanding_balance": 100000, "status": "SAVED"}})
+        elif kind == 2:
+            create = {"customer_id": customer, "line_items": [{"amount": 2500, "revenue_account_identifier": {
+                "type": "StableName", "stable_name": "SALES"}}], "allocations": [{"invoice_id": invoice, "amount": 2500}]}
+            request = {"method": "POST", "path": f"{root}/invoices/customer-credits",
+                       "headers": {"Content-Type": ["application/json"]},
+                       "body": {"content": create, "contentType": "application/json", "encoded": False}}
+            status, body = 201, {"data": {"allocations": [{"invoice_id": invoice, "amount": 2500}]}}
+        else:
+            states.append({"name": "a customer credit exists", "params": {
+                "customer_id": customer, "amount": 2500, "allocations": [{"invoice_id": invoice, "amount": 2500}]}})
+            request, status, body = ({"method": "GET", "path": f"{root}/invoices/{invoice}"}, 200,
+                                     {"data": {"outstanding_balance": 97500, "status": "PARTIALLY_PAID"}})
+        request.setdefault("headers", {})["Authorization"] = ["Bearer bench-token"]
+        items.append({"type": "Synchronous/HTTP", "description": f"interaction {n:03d}", "providerStates": states,
+                      "request": request, "response": {
+                          "status": status, "headers": {"Content-Type": ["application/json"]},
+                          "body": {"content": body, "contentType": "application/json", "encoded": False}}})
+    return {"consumer": {"name": "bench-consumer"}, "provider": {"name": "layer"}, "interactions": items,
+            "metadata": {"pactSpecification": {"version": "4.0"}}}
+
+
+def measure_pact(interactions: int, runs: int, out: Path) -> dict:
+    """verify-pact's wall time on one pact, against a running sandbox and with one started for it."""
+    path = out / "bench-pact.json"
+    path.write_text(json.dumps(bench_pact(interactions)))
+    command = [sandbox_script(), "verify-pact", str(path), "--format", "json"]
+    figures = {}
+    with Server("sandbox") as server:
+        for label, extra in (("running sandbox (--url)", ["--url", server.base]), ("sandbox started for the run", [])):
+            walls, inner = [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                done = subprocess.run(command + extra, capture_output=True, text=True, timeout=600)
+                walls.append(time.perf_counter() - started)
+                report = json.loads(done.stdout)
+                if done.returncode != 0 or report["summary"]["passed"] != interactions:
+                    raise SystemExit(f"verify-pact did not pass the benchmark's pact: {done.stdout[-2000:]}{done.stderr}")
+                inner.append(report["summary"]["seconds"])
+            wall, verified = statistics.median(walls), statistics.median(inner)
+            figures[label] = {"interactions": interactions, "runs": runs, "wall_s": round(wall, 2),
+                              "verification_s": round(verified, 2),
+                              "interactions_per_second": round(interactions / verified, 1),
+                              "interactions_per_second_wall": round(interactions / wall, 1)}
+    return figures
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -488,6 +554,13 @@ def markdown(results: dict) -> str:
                   f"namespace, {suite['seconds']['baseline']} s for the same tests with no sandbox and no call",
                   f"- the plugin's namespace per test: {suite['ms_per_test_namespace']} ms a test; everything over the "
                   f"no-sandbox baseline (the API call included): {suite['ms_per_test_over_baseline']} ms a test"]
+    if "pact" in results:
+        lines += ["", "### verify-pact", "", "| sandbox | interactions | wall s (the command) | verification s (both "
+                  "checks, all interactions) | interactions/s | interactions/s, wall |", "|---|---|---|---|---|---|"]
+        lines += [f"| {label} | {r['interactions']} | {r['wall_s']} | {r['verification_s']} | "
+                  f"{r['interactions_per_second']} | {r['interactions_per_second_wall']} |"
+                  for label, r in results["pact"].items()]
+        lines += ["", f"Medians of {next(iter(results['pact'].values()))['runs']} runs."]
     return "\n".join(lines[1:]) + "\n"
 
 
@@ -581,6 +654,9 @@ def main() -> None:
     if "namespaces" in parts:
         print("namespaces ...", flush=True)
         results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)
+    if "pact" in parts:
+        print("verify-pact ...", flush=True)
+        results["pact"] = measure_pact(8 if args.quick else 50, 1 if args.quick else 3, args.out)
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)

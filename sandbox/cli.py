@@ -306,9 +306,10 @@ def proxy(upstream: str, host: str, port: int, junit_xml: Path | None, timeout: 
 @click.option("--admin-token", default=None, help="The --admin-token of the sandbox at --url.")
 @click.option("--states", "states_file", type=_FILE, default=None,
               help="YAML recipes of your own provider states (see docs/pact.md), beside the built-in ones.")
-@click.option("--scenario", default="default", show_default=True,
-              help="What each interaction's fresh namespace holds before its provider states (a sandbox "
-                   "started for the run).")
+@click.option("--scenario", default="empty", show_default=True,
+              help="What each interaction's fresh namespace holds before its provider states, in a sandbox "
+                   "started for the run: `empty` is one business with its customers, invoices and chart of "
+                   "accounts, and no credits (a running sandbox at --url uses its own start-up scenario).")
 @click.option("--seed", type=click.IntRange(0), default=1, show_default=True,
               help="The seed of that namespace (a sandbox started for the run).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,

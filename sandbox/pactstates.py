@@ -99,13 +99,6 @@ def _holds_customer(setup: Setup, business_id: str | None, customer_id: str) -> 
     return business is not None and any(c["id"] == customer_id.lower() for c in business["customers"])
 
 
-def _fixtures(setup: Setup, name: str, kind: str, record: dict, business_id: str | None) -> None:
-    body = {kind: [record]}
-    if business_id:
-        body["business_id"] = business_id
-    setup.call("POST", "/__sandbox/fixtures", body, what=name)
-
-
 def a_business_exists(setup: Setup, params: dict) -> None:
     business_id = params.get("id") or params.get("business_id")
     if business_id is None:
@@ -127,10 +120,13 @@ def a_record_exists(name: str):
             amount = record.pop("amount")
             record.setdefault("line_items", [{"amount": amount, "revenue_account_identifier": {
                 "type": "StableName", "stable_name": "SALES"}}])
+        body = {kind: [record]}
         if kind in ("invoices", "customer_credits") and isinstance(record.get("customer_id"), str) and not (
                 _holds_customer(setup, business_id, record["customer_id"])):
-            _fixtures(setup, name, "customers", {"id": record["customer_id"]}, business_id)
-        _fixtures(setup, name, kind, record, business_id)
+            body["customers"] = [{"id": record["customer_id"]}]  # in the same call: one export and import
+        if business_id:
+            body["business_id"] = business_id
+        setup.call("POST", "/__sandbox/fixtures", body, what=name)
 
     return apply
 

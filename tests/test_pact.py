@@ -346,3 +346,49 @@ def test_each_interaction_meets_a_fresh_namespace(sandbox, tmp_path):
     path = written(pact, tmp_path, [("POST", CREDITS, {"headers": AUTH, "json": body})] * 2)
     status, report, stderr = verify(path, url=sandbox.base_url)
     assert status == 0, json.dumps(report, indent=1) + stderr
+
+
+# ------------------------------------------------------------------------------ no false alarms
+
+
+def test_every_answer_the_sandbox_gives_is_an_expectation_the_contract_check_allows(sandbox):
+    """Whatever Layer's contract lets the sandbox send, a consumer may expect, member for member:
+    the contract check must not flag a real answer (lists, items, errors, tokens) of any route."""
+    from layer_sandbox.pactcontract import PactContractCheck
+    from layer_sandbox.pactfile import Interaction, Message
+    from support import load_spec
+
+    check = PactContractCheck(load_spec())
+    namespace = {"X-Sandbox-Namespace": "pact-no-false-alarms", **AUTH}
+    base = sandbox.base_url
+    httpx.put(f"{base}/__sandbox/namespaces/pact-no-false-alarms", json={"scenario": "allocations"})
+    business = httpx.get(f"{base}/__sandbox/businesses", headers=namespace).json()["data"][0]
+    root = f"/v1/businesses/{business['id']}"
+    credit = httpx.get(f"{base}{root}/invoices/customer-credits", headers=namespace).json()["data"][0]
+    customer, invoice = business["customers"][0]["id"], business["invoices"][0]["id"]
+    exchanges = [
+        ("GET", f"{root}/invoices/customer-credits", None), ("GET", f"{root}/invoices/customer-credits/{credit['id']}", None),
+        ("GET", f"{root}/customers", None), ("GET", f"{root}/customers/{customer}", None),
+        ("GET", f"{root}/invoices", None), ("GET", f"{root}/invoices/{invoice}", None),
+        ("GET", f"{root}/invoices/customer-credits?customer_id={customer}", None),
+        ("POST", f"{root}/customers", {"external_id": "pact-1", "company_name": "Initech"}),
+        ("POST", f"{root}/customers", {"external_id": "pact-1", "company_name": "Initech 2"}),
+        ("PATCH", f"{root}/invoices/customer-credits/{credit['id']}", {"memo": "x"}),
+        ("POST", f"{root}/auth-token", None), ("GET", "/whoami", None),
+        ("GET", f"{root}/invoices/customer-credits?limit=0", None), ("GET", f"{root}/customers/{credit['id']}", None),
+        ("DELETE", f"{root}/invoices/customer-credits/{credit['id']}", None),
+    ]
+    seen = set()
+    for method, path, body in exchanges:
+        answer = httpx.request(method, base + path, headers=namespace, json=body)
+        seen.add(answer.status_code)
+        bare, _, query = path.partition("?")
+        interaction = Interaction(0, f"{method} {path}", (), "http",
+                                  Message(method=method, path=bare, query=tuple(
+                                      tuple(p.split("=", 1)) for p in query.split("&") if p), headers=tuple(AUTH.items()),
+                                          body=body if body is not None else Message().body),
+                                  Message(status=answer.status_code, headers=(("Content-Type", "application/json"),),
+                                          body=answer.json() if answer.content else Message().body))
+        findings, _ = check.check(interaction)
+        assert findings == [], (method, path, answer.status_code, [str(f) for f in findings])
+    assert {200, 201, 204, 400, 404} <= seen or {200, 201, 400, 404} <= seen
