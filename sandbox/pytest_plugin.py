@@ -15,6 +15,11 @@ scenario come from `@pytest.mark.layer_sandbox(seed=7, scenario="paging")` or fr
 Layer's contract fails with a report naming the operation, the field and the problem, unless it
 is marked `@pytest.mark.layer_sandbox(allow_violations=True)`.
 
+With `--layer-sandbox-pact-dir DIR` the run also writes a Pact V4 file, `DIR/CONSUMER-layer.json`:
+every passing test's exchanges with the sandbox, with provider states that rebuild its namespace
+(`layer_sandbox.pactwriter`), for `layer-sandbox verify-pact` and a Pact Broker. A test marked
+`@pytest.mark.layer_sandbox(pact=False)` is left out.
+
 This module and `layer_sandbox.testing` import only the standard library and pytest, so that
 loading the plugin changes nothing in the host: no warnings, no threads, no server packages.
 """
@@ -59,14 +64,60 @@ def pytest_addoption(parser) -> None:
     group.addoption("--layer-sandbox-args", default=os.environ.get("LAYER_SANDBOX_ARGS", ""),
                     help="more flags for the sandbox the plugin starts, e.g. '--rate-limit 100' "
                          "[env LAYER_SANDBOX_ARGS]")
+    group.addoption("--layer-sandbox-pact-dir", default=os.environ.get("LAYER_SANDBOX_PACT_DIR"),
+                    help="write a Pact V4 file of the passing tests' exchanges with the sandbox to "
+                         "DIR/CONSUMER-PROVIDER.json (replaced by each run) [env LAYER_SANDBOX_PACT_DIR]")
+    group.addoption("--layer-sandbox-pact-consumer", default=os.environ.get("LAYER_SANDBOX_PACT_CONSUMER"),
+                    help="the pact's consumer name (default: the name of the rootdir's folder) "
+                         "[env LAYER_SANDBOX_PACT_CONSUMER]")
+    group.addoption("--layer-sandbox-pact-provider", default="layer",
+                    help="the pact's provider name (default: layer)")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
-        "layer_sandbox(seed=None, scenario=None, allow_violations=False): how this test's sandbox "
-        "namespace is seeded, and whether contract violations are expected",
+        "layer_sandbox(seed=None, scenario=None, allow_violations=False, pact=True): how this test's "
+        "sandbox namespace is seeded, whether contract violations are expected, and whether its exchanges "
+        "go into the pact file (--layer-sandbox-pact-dir)",
     )
+
+
+_INTERACTIONS = pytest.StashKey[list]()  # this process's pact interactions
+_PASSED = pytest.StashKey[bool]()  # on an item: its call passed, contract included
+_SEEDING = pytest.StashKey[dict]()  # what a new namespace of the session's sandbox is made with
+
+
+def _pact(config) -> tuple[str, str] | None:
+    """The pact's consumer and provider, or None when this run writes none."""
+    options = config.option
+    if not options.layer_sandbox_pact_dir:
+        return None
+    return options.layer_sandbox_pact_consumer or config.rootpath.name, options.layer_sandbox_pact_provider
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session) -> None:
+    """The pact file is this run's alone: the xdist controller (or a run without xdist) removes
+    the last run's before any worker starts."""
+    names = _pact(session.config)
+    if names is not None and not hasattr(session.config, "workerinput"):
+        from .pactwriter import pact_path, remove_stale
+
+        remove_stale(pact_path(session.config.option.layer_sandbox_pact_dir, *names))
+
+
+def pytest_sessionfinish(session) -> None:
+    """Every process adds its tests' interactions to the pact file, under a lock (the xdist
+    controller, which ran none, makes sure the file exists)."""
+    names = _pact(session.config)
+    if names is None:
+        return
+    from . import __version__
+    from .pactwriter import merge, pact_path
+
+    merge(pact_path(session.config.option.layer_sandbox_pact_dir, *names), *names,
+          session.config.stash.get(_INTERACTIONS, []), __version__)
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +174,14 @@ def layer_sandbox(request, layer_sandbox_server):
     yield handle
     from .testing import ControlError, SandboxUnavailable
 
+    left_out = []
+    if _pact(request.config) and settings.get("pact", True) and request.node.stash.get(_PASSED, False):
+        try:
+            left_out = _collect_pact(request, handle, layer_sandbox_server)
+        except (ControlError, SandboxUnavailable) as exc:
+            left_out = [f"{request.node.nodeid} left out of the pact: its journal could not be read: {exc}"]
+        except Exception as exc:  # the pact is a by-product: the namespace is dropped whatever happens
+            left_out = [f"{request.node.nodeid} left out of the pact: {type(exc).__name__}: {exc}"]
     try:
         handle.drop()
         problem = None
@@ -130,6 +189,20 @@ def layer_sandbox(request, layer_sandbox_server):
         problem = f"layer-sandbox: the namespace {handle.namespace} could not be deleted: {exc}"
     if problem:
         pytest.fail(problem, pytrace=False)
+    for text in left_out:  # after the drop: warnings may be errors (-W error)
+        request.node.warn(pytest.PytestWarning(f"layer-sandbox: {text}"))
+
+
+def _collect_pact(request, handle, server) -> list[str]:
+    """The test's interactions, read from its journal before its namespace goes; what was left out."""
+    from .pactwriter import interactions_of_test
+
+    stash = request.config.stash
+    if _SEEDING not in stash:  # a namespace never made says what new ones are made with
+        stash[_SEEDING] = server.handle(f"t{_SESSION}-pact-seeding").health()
+    interactions, left_out = interactions_of_test(request.node.nodeid, handle.requests(), handle.calls, stash[_SEEDING])
+    stash.setdefault(_INTERACTIONS, []).extend(interactions)
+    return left_out
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -140,7 +213,15 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     handle = getattr(item, "funcargs", {}).get("layer_sandbox") if call.when == "call" else None
-    if handle is None or handle.allow_violations or report.skipped:
+    if handle is None:
+        return
+    _judge(item, handle, report)
+    item.stash[_PASSED] = report.passed
+
+
+def _judge(item, handle, report) -> None:
+    """The contract's verdict on a test's call: a passing test that broke it fails."""
+    if handle.allow_violations or report.skipped:
         return
     from .testing import ControlError, SandboxUnavailable
 

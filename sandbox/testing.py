@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -257,9 +258,20 @@ class SandboxHandle:
         self._control = control or ControlClient(self.root_url)
         self._httpx = None
         self.allow_violations = False
+        # What this handle did to the namespace, for a pact's provider states (layer_sandbox.pactwriter):
+        # each call's kind, what it sent and was answered, and the wall-clock moment just before it
+        # was sent, to place it among the journal's entries (their `at`).
+        self.calls: list[dict] = []
 
     def _data(self, method: str, path: str, **kwargs):
         return self._control.data(method, path, namespace=self.namespace, **kwargs)
+
+    def _recorded(self, kind: str, method: str, path: str, body: dict):
+        at = _now()
+        answer = self._data(method, path, body=body)
+        # A copy: the test may change its own dicts afterwards.
+        self.calls.append({"kind": kind, "at": at, "body": json.loads(json.dumps(body)), "answer": answer})
+        return answer
 
     @property
     def control(self):
@@ -276,7 +288,11 @@ class SandboxHandle:
     def reset(self, *, seed: int | None = None, scenario: str | None = None) -> dict:
         """The namespace, fresh: this seed and scenario, or the sandbox's start-up ones."""
         body = {k: v for k, v in {"seed": seed, "scenario": scenario}.items() if v is not None}
-        return self._data("PUT", f"/__sandbox/namespaces/{quote(self.namespace)}", body=body)
+        return self._recorded("reset", "PUT", f"/__sandbox/namespaces/{quote(self.namespace)}", body)
+
+    def health(self) -> dict:
+        """What the namespace holds (scenario, seed), or would be made with: asking never makes it."""
+        return self._data("GET", "/__sandbox/health")
 
     def businesses(self) -> list[dict]:
         return self._data("GET", "/__sandbox/businesses")
@@ -285,13 +301,13 @@ class SandboxHandle:
         """Exact records for this test (`customers`, `invoices`, `ledger_accounts`,
         `customer_credits`, with `business` or `business_id`): POST /__sandbox/fixtures, all or
         none. What was added, by kind (ids)."""
-        return self._data("POST", "/__sandbox/fixtures", body=records)
+        return self._recorded("fixtures", "POST", "/__sandbox/fixtures", records)
 
     def add_rule(self, **rule) -> dict:
         return self._data("POST", "/__sandbox/rules", body=rule)
 
     def freeze_clock(self, at: str) -> dict:
-        return self._data("POST", "/__sandbox/clock", body={"frozen_at": at})
+        return self._recorded("clock", "POST", "/__sandbox/clock", {"frozen_at": at})
 
     def state(self) -> dict:
         return self._data("GET", "/__sandbox/state")
@@ -363,6 +379,11 @@ class SandboxHandle:
                 raise ControlError(f"DELETE namespace {self.namespace}: {answer.status_code} {answer.text}")
         finally:
             self.close()
+
+
+def _now() -> str:
+    """Now, as the journal stamps its entries' `at` (UTC, microseconds), so the two sort together."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _answered(entry: dict) -> str:

@@ -1,5 +1,7 @@
 """The README and docs/ run as printed: every shell command, in order, against a fresh sandbox,
-answering what its comment says (see tests/doc_commands.py for how)."""
+answering what its comment says (see tests/doc_commands.py for how). A block with
+`<!-- file: NAME -->` right above it (a test file, a YAML file the page tells the reader to save)
+is written to NAME, as printed, where it stands among the commands."""
 
 from __future__ import annotations
 
@@ -20,9 +22,17 @@ PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 README = ROOT / "README.md"
 
 
+def _saved_as(block) -> str | None:
+    """The name `<!-- file: NAME -->` gives the block below it, or None."""
+    match = re.fullmatch(r"file: (\S+)", block.note or "")
+    return match.group(1) if match else None
+
+
 def _runnable(page: Path) -> list:
-    found = [block for block in blocks(page.read_text()) if block.fence == "sh"]
-    return found[1:] if page == README else found  # the README's first block: the set-up command, below
+    found = [block for block in blocks(page.read_text()) if block.fence == "sh" or _saved_as(block)]
+    if page == README:  # the README's first block: the set-up command, below
+        found.remove(next(block for block in found if block.fence == "sh"))
+    return found
 
 
 def _env() -> dict:
@@ -46,6 +56,11 @@ def test_every_shell_command_runs_as_printed_and_answers_as_documented(page, tmp
                                       "sleep 0.05; done; command curl -sf http://127.0.0.1:8088/__sandbox/health")
         assert status == 0, f"the sandbox did not start: {output}\n{(cwd / 'sandbox.log').read_text()}"
         for block in _runnable(page):
+            name = _saved_as(block)
+            if name:
+                assert Path(name).name == name and not name.startswith("."), f"{page.name} line {block.line}: {name}"
+                (cwd / name).write_text(block.text)
+                continue
             for command in commands(block):
                 where = f"{page.name} {command}"
                 if command.expect == "starts":
