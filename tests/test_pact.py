@@ -207,6 +207,15 @@ def failing_pacts(tmp_path_factory) -> Path:
      .with_body({"data": match.each_like({"type": "CustomerData", "status": "ACTIVE", "id": match.uuid(CUSTOMER)})},
                 content_type="application/json"))
     written(old, folder, [("GET", f"/v1/businesses/{SEEDED_BUSINESS}/customers", {"headers": AUTH})])
+
+    v3 = pact_of("v3-consumer", "V3")
+    (given_an_invoice(v3.upon_receiving("list open invoices, V3"), outstanding=40000)
+     .with_request("GET", f"/v1/businesses/{BUSINESS}/invoices").with_query_parameter("status", "PARTIALLY_PAID")
+     .with_headers(AUTH).will_respond_with(200)
+     .with_body({"data": [{"id": INVOICE, "outstanding_balance": 40000, "status": "PARTIALLY_PAID"}]},
+                content_type="application/json"))
+    written(v3, folder, [("GET", f"/v1/businesses/{BUSINESS}/invoices",
+                          {"headers": AUTH, "params": {"status": "PARTIALLY_PAID"}})])
     return folder
 
 
@@ -220,8 +229,8 @@ def test_a_directory_is_read_for_each_of_its_pacts(failing_report):
     status, report = failing_report
     assert status == 1
     assert sorted(p["consumer"] for p in report["pacts"]) == [
-        "extra-member", "old-consumer", "refused-request", "unknown-state", "upsert-201"]
-    assert report["summary"] == {**report["summary"], "interactions": 5, "failed": 4, "passed": 1}
+        "extra-member", "old-consumer", "refused-request", "unknown-state", "upsert-201", "v3-consumer"]
+    assert report["summary"] == {**report["summary"], "interactions": 6, "failed": 4, "passed": 2}
 
 
 def test_a_member_layer_does_not_send_fails_both_checks_named_by_json_path(failing_report):
@@ -259,6 +268,16 @@ def test_an_unknown_provider_state_fails_its_interaction_listing_the_known_ones(
 
 def pact_file(pact: dict) -> str:
     return Path(pact["file"]).read_text()
+
+
+def test_a_v3_pact_with_state_params_and_a_query_map_passes(failing_report):
+    [pact] = [p for p in failing_report[1]["pacts"] if p["consumer"] == "v3-consumer"]
+    assert pact["specification"] == "V3"
+    [item] = pact["interactions"]
+    assert item["provider_states"][2] == {"name": "an invoice exists", "params": {
+        "id": INVOICE, "customer_id": CUSTOMER, "total_amount": 100000, "outstanding_balance": 40000}}
+    assert item["result"] == "pass", item
+    assert json.loads(pact_file(pact))["interactions"][0]["request"]["query"] == {"status": ["PARTIALLY_PAID"]}
 
 
 def test_a_v2_pact_is_read_and_replayed(failing_report):
