@@ -110,6 +110,10 @@ def test_a_quick_run_of_the_benchmark_measures_every_part(tmp_path):
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 1 | sandbox |" in (tmp_path / "results.md").read_text()
     assert "| paging | list invoices | 60 |" in (tmp_path / "results.md").read_text()
+    # verify-pact passed every interaction of the benchmark's pact (it stops the run otherwise).
+    assert list(figures["pact"]) == ["running sandbox (--url)", "sandbox started for the run"]
+    for row in figures["pact"].values():
+        assert row["interactions"] == 8 and row["interactions_per_second"] > 0 and row["wall_s"] > row["verification_s"]
 
 
 def test_the_benchmark_refuses_a_part_it_does_not_have():
