@@ -338,6 +338,11 @@ def verify_pact(pacts: tuple[Path, ...], url: str | None, admin_token: str | Non
     except ImportError:
         raise click.ClickException("verify-pact replays pacts with pact-python: pip install "
                                    "'layer-sandbox[pact]'") from None
+    if admin_token and not url:
+        raise click.BadParameter("goes with --url: a sandbox started for the run takes a token of its own",
+                                 param_hint="--admin-token")
+    if junit_xml is not None and not junit_xml.parent.is_dir():
+        raise click.BadParameter(f"{junit_xml.parent} is not a directory", param_hint="--junit-xml")
     try:
         book = StateBook.from_yaml(states_file) if states_file else StateBook()
     except StatesFileError as exc:
@@ -359,13 +364,17 @@ def verify_pact(pacts: tuple[Path, ...], url: str | None, admin_token: str | Non
         from .testing import RunningSandbox, SandboxProcess, SandboxUnavailable
 
         try:
+            # A sandbox of the run's own: none of the LAYER_SANDBOX_* settings of this shell (a
+            # --token or --admin-token there would refuse the pacts' requests and our states).
             server = RunningSandbox(url, admin_token) if url else SandboxProcess(
-                ["--scenario", scenario, "--seed", str(seed), "--journal-size", "0"])
+                ["--scenario", scenario, "--seed", str(seed), "--journal-size", "0"],
+                environment={k: v for k, v in os.environ.items() if not k.startswith("LAYER_SANDBOX_")})
         except SandboxUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         try:
-            reports = verify(found, contract=PactContractCheck(load_spec(SPEC_PATH)), book=book,
-                             base_url=server.url, control=server.control)
+            reports, refused = verify(found, contract=PactContractCheck(load_spec(SPEC_PATH)), book=book,
+                                      base_url=server.url, control=server.control)
+            unreadable += refused
         finally:
             server.stop()
     if junit_xml is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from jsonschema.exceptions import best_match
-from openapi_schema_validator import OAS30ReadValidator
+from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from werkzeug.datastructures import Headers
 
 from .contract import Contract, ContractRequest
@@ -188,7 +188,7 @@ class PactContractCheck:
         cache_key = (operation_id, key, media)
         if cache_key not in self._validators:
             schema = self.operations[operation_id][key]["content"][media].get("schema", {})
-            self._validators[cache_key] = OAS30ReadValidator(relaxed(schema))
+            self._validators[cache_key] = OAS30ReadValidator(relaxed(schema), format_checker=oas30_format_checker)
         return self._validators[cache_key]
 
     def check(self, interaction: Interaction) -> tuple[list[Finding], list[str]]:
@@ -220,7 +220,7 @@ class PactContractCheck:
         headers = Headers(list(request.headers))
         body = request.body_bytes()
         if body is not None and "content-type" not in headers:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = request.content_type or "application/json"
         return self.contract.request_error(ContractRequest(scope, headers, body or b""),
                                            self.contract.operation_for(request.method, request.path))
 
@@ -246,8 +246,12 @@ class PactContractCheck:
         body = without(response.body, response.generated) if response.generated else response.body
         if isinstance(body, (bytes, str)):
             return [Finding("response body", f"the contract's {key} is JSON; the pact expects text")]
-        return [self._finding(error) for error in sorted(
-            self._validator(operation_id, key, media).iter_errors(body), key=lambda e: list(e.absolute_path))]
+        findings: dict[str, Finding] = {}  # one per JSON path (null on a non-nullable member is two errors)
+        for error in sorted(self._validator(operation_id, key, media).iter_errors(body),
+                            key=lambda e: [str(part) for part in e.absolute_path]):
+            finding = self._finding(error)
+            findings.setdefault(finding.where, finding)
+        return list(findings.values())
 
     @staticmethod
     def _finding(error) -> Finding:

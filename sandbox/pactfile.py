@@ -40,13 +40,14 @@ class Message:
     query: tuple[tuple[str, str], ...] = ()
     status: int = 0
     generated: tuple[str, ...] = ()  # JSON paths of body values Pact generates (no example given)
+    body_type: str | None = None  # a V4 body's own contentType
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers if key.lower() == name.lower()), None)
 
     @property
     def content_type(self) -> str | None:
-        return self.header("Content-Type")
+        return self.header("Content-Type") or self.body_type
 
     def body_bytes(self) -> bytes | None:
         """The body as it goes on the wire (JSON serialized compactly), or None."""
@@ -144,12 +145,16 @@ def _body(part: dict, specification: str):
         return body
     if not isinstance(body, dict) or "content" not in body:
         return NO_BODY if body is None else body
-    content, encoded = body["content"], body.get("encoded", False)
-    if encoded == "base64" or encoded is True:
-        return base64.b64decode(content)
-    if encoded == "json" and isinstance(content, str):
-        return json.loads(content)
-    if isinstance(content, str) and _is_json(body.get("contentType")):
+    content, encoded, json_type = body["content"], body.get("encoded", False), _is_json(body.get("contentType"))
+    try:
+        if encoded == "base64" or encoded is True:
+            raw = base64.b64decode(str(content), validate=True)
+            return json.loads(raw) if json_type else raw
+        if encoded == "json" and isinstance(content, str):
+            return json.loads(content)
+    except ValueError as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise PactFileError(f"a body encoded as {encoded!r} cannot be decoded: {exc}") from None
+    if isinstance(content, str) and json_type:
         try:
             return json.loads(content)
         except ValueError:
@@ -157,10 +162,23 @@ def _body(part: dict, specification: str):
     return content
 
 
+def _body_type(part: dict, specification: str) -> str | None:
+    """A V4 body's own `contentType`: the Content-Type Pact sends when no header gives one."""
+    body = part.get("body")
+    if specification == "V4" and isinstance(body, dict) and isinstance(body.get("contentType"), str):
+        return body["contentType"]
+    return None
+
+
 def _states(raw: dict) -> tuple[ProviderState, ...]:
     if isinstance(raw.get("providerStates"), list):
-        return tuple(ProviderState(str(s.get("name", "")), dict(s.get("params") or {}))
-                     for s in raw["providerStates"] if isinstance(s, dict))
+        states = []
+        for n, state in enumerate(raw["providerStates"]):
+            if not isinstance(state, dict) or not isinstance(state.get("params", {}) or {}, dict):
+                raise PactFileError(f"providerStates[{n}] of {raw.get('description')!r} is not a name with a "
+                                    "mapping of params")
+            states.append(ProviderState(str(state.get("name", "")), dict(state.get("params") or {})))
+        return tuple(states)
     if isinstance(raw.get("providerState"), str) and raw["providerState"]:
         return (ProviderState(raw["providerState"]),)
     if isinstance(raw.get("provider_state"), str) and raw["provider_state"]:
@@ -178,18 +196,18 @@ def _interaction(position: int, raw, specification: str) -> Interaction:
     request, response = raw.get("request"), raw.get("response")
     if not isinstance(request, dict) or not isinstance(response, dict):
         raise PactFileError(f"interaction {position + 1} ({description!r}) has no request or no response")
-    try:
-        status = int(response.get("status", 200))
-    except (TypeError, ValueError):
-        raise PactFileError(f"interaction {position + 1} ({description!r}): status "
-                            f"{response.get('status')!r} is not a number") from None
+    status = response.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        # Pact's verifier stops on anything but a JSON integer here (a string "200" included).
+        raise PactFileError(f"interaction {position + 1} ({description!r}): status {status!r} is not an HTTP "
+                            "status (a JSON integer)")
     return Interaction(
         position, description, _states(raw), "http",
         Message(method=str(request.get("method", "GET")).upper(), path=str(request.get("path", "/")),
                 query=_query(request.get("query")), headers=_headers(request.get("headers")),
-                body=_body(request, specification)),
+                body=_body(request, specification), body_type=_body_type(request, specification)),
         Message(status=status, headers=_headers(response.get("headers")), body=_body(response, specification),
-                generated=_generated(response, raw)),
+                body_type=_body_type(response, specification), generated=_generated(response, raw)),
     )
 
 
@@ -218,6 +236,9 @@ def read_pact(path: Path) -> PactFile:
     interactions, messages = document.get("interactions"), document.get("messages")
     if not isinstance(interactions, list) and not isinstance(messages, list):
         raise PactFileError("is not a pact: it has neither `interactions` nor `messages`")
+    for key, value in (("interactions", interactions), ("messages", messages)):
+        if value is not None and not isinstance(value, list):
+            raise PactFileError(f"is not a pact: `{key}` is not a list")
     specification = specification_of(document)
     found = [_interaction(n, raw, specification) for n, raw in enumerate(interactions or [])]
     offset = len(found)

@@ -4,7 +4,7 @@ sandbox exactly as the consumer wrote them.
 
 Built-in states (parameters are V3 `providerStates[].params`; every one optional unless said):
 
-- `a business exists` (`id`): that business, with Layer's standard chart of accounts when new.
+- `a business exists` (`id`, `name`): that business, with Layer's standard chart of accounts when new.
 - `a customer exists` (`id`, `external_id`, `company_name`, `individual_name`, `email`, ...
   every field a customer fixture takes, and `business_id`).
 - `an invoice exists` (`id`, `customer_id`, `total_amount`, `outstanding_balance`, ... and
@@ -105,8 +105,10 @@ def a_business_exists(setup: Setup, params: dict) -> None:
         setup.business_id = None
         return
     if not any(b["id"] == str(business_id).lower() for b in _businesses(setup)):
-        setup.call("POST", "/__sandbox/fixtures", {"business_id": business_id, "ledger_accounts": _chart()},
-                   what="a business exists")
+        body = {"business_id": business_id, "ledger_accounts": _chart()}
+        if params.get("name"):
+            body["business_name"] = params["name"]
+        setup.call("POST", "/__sandbox/fixtures", body, what="a business exists")
     setup.business_id = str(business_id).lower()
 
 

@@ -152,8 +152,16 @@ def _quiet():
             os.close(saved[1])
 
 
+class PactRefused(Exception):
+    """Pact's verifier would not load the file (it reports why), so nothing was replayed."""
+
+
+STATE_TIMEOUT_MS = 60_000  # pact-python's default (5 s) also bounds each state call: a big seed takes longer
+
+
 def replay(pact: PactFile, base_url: str, control: ControlClient, book: StateBook) -> list[Check]:
-    """Pact's verifier over the pact's HTTP interactions, against `base_url`: one Check each."""
+    """Pact's verifier over the pact's HTTP interactions, against `base_url`: one Check each.
+    PactRefused when the verifier refused the file itself."""
     os.environ.setdefault("PACT_DO_NOT_TRACK", "true")  # the FFI reports usage unless told not to
     import httpx
     from pact import Verifier
@@ -174,6 +182,7 @@ def replay(pact: PactFile, base_url: str, control: ControlClient, book: StateBoo
                     .add_transport(url=f"{base_url.rstrip('/')}/__ns/{namespace}")
                     .add_source(str(source))
                     .state_handler(states, teardown=True)
+                    .set_request_timeout(STATE_TIMEOUT_MS)
                     .set_coloured_output(enabled=False))
         try:
             with _quiet():
@@ -186,9 +195,13 @@ def replay(pact: PactFile, base_url: str, control: ControlClient, book: StateBoo
             api.close()
             control.request("DELETE", f"/__sandbox/namespaces/{namespace}")
     found = list(results.get("interactionResults") or [])
+    if not found:
+        refusals = [e.get("mismatch", {}).get("message") or e.get("interaction") for e in results.get("errors") or []]
+        if refusals:
+            raise PactRefused("Pact's verifier refused it: " + "; ".join(str(r) for r in refusals if r)[:2000])
     checks = []
     for index, interaction in enumerate(interactions):
-        result = _result_for(interaction, found)
+        result = _result_for(interaction, index, found)
         problems = list(states.problems.get(index, []))
         passed = result is not None and str(result.get("result")).lower() == "ok"
         if result is None:
@@ -203,15 +216,25 @@ def replay(pact: PactFile, base_url: str, control: ControlClient, book: StateBoo
     return checks
 
 
-def _result_for(interaction: Interaction, found: list[dict]) -> dict | None:
-    """The verifier's result for an interaction (taken from `found`): the first with its
-    description and provider states, else the first with its description."""
+def _result_for(interaction: Interaction, index: int, found: list[dict | None]) -> dict | None:
+    """The verifier's result for the `index`-th replayed interaction. Pact reports them in the
+    file's order: the one at that position when its description agrees, else the first unused
+    one with the interaction's description and provider states, else with its description."""
+    def take(n: int) -> dict:
+        result, found[n] = found[n], None
+        return result
+
+    def described(result) -> bool:
+        return result is not None and result.get("description") == interaction.description
+
+    if index < len(found) and (described(found[index]) or (
+            found[index] is not None and not interaction.description)):
+        return take(index)
     names = [s.name for s in interaction.states]
     for exact in (True, False):
         for n, result in enumerate(found):
-            if result.get("description") == interaction.description and (
-                    not exact or list(result.get("providerStates") or []) == names):
-                return found.pop(n)
+            if described(result) and (not exact or list(result.get("providerStates") or []) == names):
+                return take(n)
     return None
 
 
@@ -219,11 +242,16 @@ def _result_for(interaction: Interaction, found: list[dict]) -> dict | None:
 
 
 def verify(pacts: list[PactFile], *, contract: PactContractCheck, book: StateBook, base_url: str,
-           control: ControlClient) -> list[PactReport]:
-    reports = []
+           control: ControlClient) -> tuple[list[PactReport], list[Unreadable]]:
+    """A report per pact; the files Pact's verifier refused apart (as files that are not pacts)."""
+    reports, refused = [], []
     for pact in pacts:
         started = time.perf_counter()
-        replayed = iter(replay(pact, base_url, control, book))
+        try:
+            replayed = iter(replay(pact, base_url, control, book))
+        except PactRefused as exc:
+            refused.append(Unreadable(pact.path, str(exc)))
+            continue
         items = []
         for interaction in pact.interactions:
             if interaction.kind != "http":
@@ -234,7 +262,7 @@ def verify(pacts: list[PactFile], *, contract: PactContractCheck, book: StateBoo
             judged = Check(FAIL if findings else PASS, [str(f) for f in findings], notes)
             items.append(InteractionReport(interaction, judged, next(replayed)))
         reports.append(PactReport(pact, items, time.perf_counter() - started))
-    return reports
+    return reports, refused
 
 
 def exit_status(reports: list[PactReport], unreadable: list[Unreadable]) -> int:

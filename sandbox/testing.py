@@ -183,7 +183,7 @@ class SandboxProcess(RunningSandbox):
     (SIGTERM, then SIGKILL) at the end."""
 
     def __init__(self, args: list[str] = (), command: list[str] | str | None = None,
-                 admin_token: str | None = None, timeout: float = 60.0) -> None:
+                 admin_token: str | None = None, timeout: float = 60.0, environment: dict | None = None) -> None:
         if isinstance(command, str):
             command = shlex.split(command)
         self.command = list(command or sandbox_command()) + ["--host", "127.0.0.1", "--port", "0", *args]
@@ -192,7 +192,8 @@ class SandboxProcess(RunningSandbox):
         self._err = open(self.log_dir / "stderr.log", "w+b")
         try:
             self.process = subprocess.Popen(self.command, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            env={**(os.environ if environment is None else environment),
+                                                 "PYTHONUNBUFFERED": "1"})
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start {shlex.join(self.command)}: {exc}") from None
         deadline = time.monotonic() + timeout

@@ -411,3 +411,72 @@ def test_every_answer_the_sandbox_gives_is_an_expectation_the_contract_check_all
         findings, _ = check.check(interaction)
         assert findings == [], (method, path, answer.status_code, [str(f) for f in findings])
     assert {200, 201, 204, 400, 404} <= seen or {200, 201, 400, 404} <= seen
+
+
+# ------------------------------------------------------------------------------ malformed input
+
+
+def _v4(interaction: dict) -> dict:
+    return {"consumer": {"name": "odd"}, "provider": {"name": "layer"}, "interactions": [interaction],
+            "metadata": {"pactSpecification": {"version": "4.0"}}}
+
+
+GOOD = {"type": "Synchronous/HTTP", "description": "list customers",
+        "providerStates": [{"name": "a business exists", "params": {"id": BUSINESS}}],
+        "request": {"method": "GET", "path": f"/v1/businesses/{BUSINESS}/customers",
+                    "headers": {"Authorization": ["Bearer t"]}},
+        "response": {"status": 200}}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"providerStates": [{"name": "a business exists", "params": "abc"}]}, "is not a name with a mapping of params"),
+    ({"response": {"status": "200"}}, "status '200' is not an HTTP status"),
+    ({"response": {"status": 200, "body": {"content": "e30", "contentType": "application/json", "encoded": "base64"}}},
+     "a body encoded as 'base64' cannot be decoded"),
+    ({"response": {"status": 200, "body": {"content": "{nope", "contentType": "application/json", "encoded": "json"}}},
+     "a body encoded as 'json' cannot be decoded"),
+], ids=["params-not-a-mapping", "status-as-text", "bad-base64", "bad-json"])
+def test_a_malformed_pact_is_not_a_pact_exit_2_with_the_reason(sandbox, tmp_path, change, reason):
+    (tmp_path / "odd.json").write_text(json.dumps(_v4({**GOOD, **change})))
+    status, report, stderr = verify(tmp_path / "odd.json", url=sandbox.base_url)
+    assert status == 2, stderr
+    assert reason in report["not_pacts"][0]["reason"] and "Traceback" not in stderr
+
+
+def test_values_are_held_to_the_contracts_formats_and_a_base64_json_body_is_json(sandbox, tmp_path):
+    import base64
+
+    body = {"data": [{"id": "not-a-uuid", "email": "nobody"}]}
+    wrong = {**GOOD, "response": {"status": 200, "body": {"content": body, "contentType": "application/json"}}}
+    fine = {**GOOD, "description": "encoded", "response": {"status": 200, "body": {
+        "content": base64.b64encode(json.dumps({"data": []}).encode()).decode(), "contentType": "application/json",
+        "encoded": "base64"}}}
+    document = _v4(wrong)
+    document["interactions"].append(fine)
+    (tmp_path / "formats.json").write_text(json.dumps(document))
+    status, report, _ = verify(tmp_path / "formats.json", url=sandbox.base_url)
+    found = interactions(report)
+    assert found["list customers"]["contract"]["problems"][0] == "$.data[0].id: 'not-a-uuid' is not a 'uuid'"
+    assert found["encoded"]["contract"]["result"] == "pass"
+
+
+def test_the_shells_sandbox_settings_never_reach_the_sandbox_started_for_the_run(passing_pact, tmp_path):
+    """A LAYER_SANDBOX_TOKEN or LAYER_SANDBOX_ADMIN_TOKEN exported for another sandbox would refuse
+    the pact's requests and the states' control calls."""
+    command = [SCRIPT, "verify-pact", str(passing_pact), "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env={
+        **os.environ, "LAYER_SANDBOX_TOKEN": "only-this", "LAYER_SANDBOX_ADMIN_TOKEN": "admin"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    done = subprocess.run(command + ["--junit-xml", str(tmp_path / "no" / "such" / "r.xml")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "Invalid value for --junit-xml" in done.stderr and "is not a directory" in done.stderr
+
+
+def test_a_pact_that_pacts_own_verifier_refuses_is_not_a_pact_with_pacts_reason(sandbox, tmp_path):
+    refused = {**GOOD, "response": {"status": 200, "matchingRules": {"body": {
+        "$['it's']": {"combine": "AND", "matchers": [{"match": "type"}]}}}}}
+    (tmp_path / "refused.json").write_text(json.dumps(_v4(refused)))
+    status, report, stderr = verify(tmp_path / "refused.json", url=sandbox.base_url)
+    assert status == 2, stderr
+    [unreadable] = report["not_pacts"]
+    assert unreadable["reason"].startswith("Pact's verifier refused it: ") and "it's" in unreadable["reason"]
