@@ -30,6 +30,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_carries_openapi_yaml_and_fixtures(wheel):
     names = set(wheel.namelist())
     assert "layer_sandbox/openapi.yaml" in names
+    assert {"layer_sandbox/stores/protocol.py", "layer_sandbox/stores/memory.py"} <= names  # a subpackage, listed
     assert wheel.read("layer_sandbox/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
     for fixture in (ROOT / "fixtures").rglob("*.yaml"):
         assert f"layer_sandbox/fixtures/{fixture.relative_to(ROOT / 'fixtures')}" in names, fixture.name

@@ -1,0 +1,38 @@
+"""The store's boundary (sandbox/stores/protocol.py) is the one the code keeps: the memory store
+offers every operation of the protocol with the protocol's own signature, and the handlers ask a
+store for nothing else (apart from the lock the protocol names as still outside it)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from layer_sandbox.stores.memory import MemoryStore
+from layer_sandbox.stores.protocol import CreditStore
+from support import ROOT
+
+OPERATIONS = sorted(name for name, member in vars(CreditStore).items()
+                    if inspect.isfunction(member) and not name.startswith("_"))
+
+
+def test_the_protocol_names_the_api_s_operations():
+    assert OPERATIONS == sorted([
+        "archive_customer", "business", "clone", "create_credit", "create_customer", "credit", "customer",
+        "delete_credit", "invoice", "list_credits", "list_customers", "list_invoices", "update_credit",
+        "update_customer"])
+
+
+def test_the_memory_store_offers_each_operation_with_the_protocols_signature():
+    for name in OPERATIONS:
+        ours, declared = inspect.signature(getattr(MemoryStore, name)), inspect.signature(getattr(CreditStore, name))
+        assert list(ours.parameters) == list(declared.parameters), name
+        for parameter, expected in declared.parameters.items():
+            got = ours.parameters[parameter]
+            assert (got.kind, got.default) == (expected.kind, expected.default), (name, parameter)
+    assert issubclass(MemoryStore, CreditStore)
+
+
+def test_handlers_call_nothing_but_the_protocol_on_a_store():
+    used = set(re.findall(r"\bstore\.([a-z_]+)", (ROOT / "sandbox" / "handlers.py").read_text()))
+    assert used - {"lock"} <= set(OPERATIONS), used - set(OPERATIONS)
+    assert used & set(OPERATIONS), "the handlers call no store operation at all: the pattern is stale"
