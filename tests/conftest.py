@@ -16,6 +16,16 @@ def check() -> ContractCheck:
 
 
 @pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server of this worker's own, on a free loopback port."""
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     process = SandboxProcess(tmp_path_factory.mktemp("sandbox"))
     yield process

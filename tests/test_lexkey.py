@@ -44,3 +44,28 @@ def test_bytes_no_encode_made_are_refused():
     for bad in (b"", b"2abc\x00\x00id", b"0abc", b"0a\x00b\x00\x00id"):
         with pytest.raises(ValueError):
             decode(bad)
+
+
+def test_redis_itself_orders_the_members_and_pages_them_as_the_keys_order(redis_server):
+    """What the claim is for: a real Redis's ZRANGE BYLEX gives the keys in tuple order, and a
+    page after a cursor's key (exclusive) starts at the next key, ascending and descending."""
+    import random
+
+    import redis
+
+    generator = random.Random(7)
+    values = ["", "\x00", "a", "a\x00", "a\x00b", "ab", "\xff", "\u00e9", "\U0001f600", "2026-01-01T00:00:00Z"]
+    keys = [(1, "", str(uuid.UUID(int=generator.getrandbits(128), version=4))) if generator.random() < 0.2 else
+            (0, generator.choice(values), str(uuid.UUID(int=generator.getrandbits(128), version=4)))
+            for _ in range(300)]
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete("lexkey-test")
+    client.zadd("lexkey-test", {encode(key): 0 for key in keys})
+    in_order = sorted(keys)
+    assert [decode(m) for m in client.zrange("lexkey-test", "-", "+", bylex=True)] == in_order
+    after = in_order[100]
+    page = client.zrange("lexkey-test", b"(" + encode(after), "+", bylex=True, offset=0, num=20)
+    assert [decode(m) for m in page] == in_order[101:121]
+    back = client.zrange("lexkey-test", b"(" + encode(after), "-", bylex=True, desc=True, offset=0, num=20)
+    assert [decode(m) for m in back] == in_order[80:100][::-1]
+    client.close()
