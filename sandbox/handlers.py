@@ -1,5 +1,9 @@
 """Handlers of the API's operations: parse, call the store, shape the response.
 
+They hold no lock: each store operation is atomic on its own, and the memory store sees one
+request at a time (Flask runs on the event loop's thread, `sandbox.inline_wsgi`), so nothing
+changes a record between the call and the shaping of its answer.
+
 connexion calls them with the path, query and body values of the request (already checked
 against openapi.yaml by `sandbox.pipeline`, which also made sure the namespace exists and the
 bearer token may call the route). `operations` maps Layer's operationIds, which are not Python
@@ -108,31 +112,21 @@ class Handlers:
 
     def list_customers(self, business_id: str, q: str | None = None, cursor: str | None = None,
                        limit: int = 100, identity_status: str | None = None):
-        store = self.store
-        with store.lock:
-            result = store.list_customers(business_id, q=q, identity=identity_status, limit=limit, cursor=cursor)
-            return envelope.page(result, sorted_by=False), 200
+        result = self.store.list_customers(business_id, q=q, identity=identity_status, limit=limit, cursor=cursor)
+        return envelope.page(result, sorted_by=False), 200
 
     def create_customer(self, business_id: str, body: dict):
-        store = self.store
-        with store.lock:
-            customer, created = store.create_customer(business_id, body)
-            return envelope.item(customer), 201 if created else 200
+        customer, created = self.store.create_customer(business_id, body)
+        return envelope.item(customer), 201 if created else 200
 
     def fetch_customer(self, business_id: str, customer_id: str):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.customer(business_id, customer_id)), 200
+        return envelope.item(self.store.customer(business_id, customer_id)), 200
 
     def update_customer(self, business_id: str, customer_id: str, body: dict):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.update_customer(business_id, customer_id, body)), 200
+        return envelope.item(self.store.update_customer(business_id, customer_id, body)), 200
 
     def archive_customer(self, business_id: str, customer_id: str):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.archive_customer(business_id, customer_id)), 200
+        return envelope.item(self.store.archive_customer(business_id, customer_id)), 200
 
     # ------------------------------------------------------------------ invoices
 
@@ -157,19 +151,17 @@ class Handlers:
             q=q,
         )
         store = self.store
-        with store.lock:
-            business = store.business(business_id)
-            result = store.list_invoices(business_id, filters, sort_order=sort_order, limit=limit, cursor=cursor,
-                                         with_total=show_total_count)
-            return envelope.page(result, shape=lambda invoice: invoice.to_api(
-                business.customers.get(invoice.customer_id))), 200
+        business = store.business(business_id)
+        result = store.list_invoices(business_id, filters, sort_order=sort_order, limit=limit, cursor=cursor,
+                                     with_total=show_total_count)
+        return envelope.page(result, shape=lambda invoice: invoice.to_api(
+            business.customers.get(invoice.customer_id))), 200
 
     def fetch_invoice(self, business_id: str, invoice_id: str):
         store = self.store
-        with store.lock:
-            business = store.business(business_id)
-            invoice = store.invoice(business_id, invoice_id)
-            return {"data": invoice.to_api(business.customers.get(invoice.customer_id))}, 200
+        business = store.business(business_id)
+        invoice = store.invoice(business_id, invoice_id)
+        return {"data": invoice.to_api(business.customers.get(invoice.customer_id))}, 200
 
     # ------------------------------------------------------------------ customer credits
 
@@ -197,31 +189,21 @@ class Handlers:
             memo=memo,
             memo_contains=memo_contains,
         )
-        store = self.store
-        with store.lock:  # shape the page before another request can change its credits
-            result = store.list_credits(
-                business_id, filters, sort_by=sort_by, sort_order=sort_order, limit=limit,
-                cursor=cursor, with_total=show_total_count,
-            )
-            return envelope.page(result), 200
+        result = self.store.list_credits(
+            business_id, filters, sort_by=sort_by, sort_order=sort_order, limit=limit,
+            cursor=cursor, with_total=show_total_count,
+        )
+        return envelope.page(result), 200
 
     def create_credit(self, business_id: str, body: dict):
-        store = self.store
-        with store.lock:
-            credit, created = store.create_credit(business_id, body)
-            return envelope.item(credit), 201 if created else 200
+        credit, created = self.store.create_credit(business_id, body)
+        return envelope.item(credit), 201 if created else 200
 
     def fetch_credit(self, business_id: str, customer_credit_id: str):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.credit(business_id, customer_credit_id)), 200
+        return envelope.item(self.store.credit(business_id, customer_credit_id)), 200
 
     def update_credit(self, business_id: str, customer_credit_id: str, body: dict):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.update_credit(business_id, customer_credit_id, body)), 200
+        return envelope.item(self.store.update_credit(business_id, customer_credit_id, body)), 200
 
     def delete_credit(self, business_id: str, customer_credit_id: str):
-        store = self.store
-        with store.lock:
-            return envelope.item(store.delete_credit(business_id, customer_credit_id)), 200
+        return envelope.item(self.store.delete_credit(business_id, customer_credit_id)), 200

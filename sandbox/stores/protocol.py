@@ -7,9 +7,10 @@ store. Every refusal is a `StoreError` naming the field concerned, and the HTTP 
 signature by signature, and the handlers to calling nothing else.
 
 Still outside it, and named here so that the Redis store's work can remove them (see
-docs/design/redis-store.md, step 1): `lock` (handlers hold it while they shape an answer,
-because the memory store changes invoices in place when credits move their balances) and
-`businesses` (the control routes' summaries and the CLI's start-up banner walk it).
+docs/design/redis-store.md, step 1): `businesses` (the control routes' summaries and the CLI's
+start-up banner walk it; the invoice handlers read an invoice's customer from its business) and
+`lock` (the control routes' summaries hold it). Handlers hold no lock: each operation is atomic
+on its own, and the memory store sees one request at a time (`sandbox.inline_wsgi`).
 """
 
 from __future__ import annotations
