@@ -14,7 +14,6 @@ refusal: a pact that sends a bad `limit` and expects the 400 tests the consumer'
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -23,7 +22,7 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from werkzeug.datastructures import Headers
 
 from .contract import Contract, ContractRequest
-from .pactfile import NO_BODY, Interaction
+from .pactfile import NO_BODY, Interaction, json_path, path_parts
 
 
 @dataclass(frozen=True)
@@ -33,37 +32,6 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
-
-
-def json_path(parts) -> str:
-    text = "$"
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.isidentifier():
-            text += f".{part}"
-        else:
-            text += f"[{part!r}]"
-    return text
-
-
-_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\*)\]|\['((?:[^'\\]|\\.)*)'\]")
-
-
-def path_parts(path: str) -> list | None:
-    """`$.data[0].id`, `$['odd key'][*]` as parts (int, str, or "*"), or None if unreadable."""
-    if not path.startswith("$"):
-        return None
-    parts, at = [], 1
-    while at < len(path):
-        found = _TOKEN.match(path, at)
-        if found is None:
-            return None
-        name, index, quoted = found.groups()
-        parts.append(name if name is not None else quoted if quoted is not None else (
-            "*" if index == "*" else int(index)))
-        at = found.end()
-    return parts
 
 
 def without(body, paths) -> object:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+|\*)\]|\['((?:[^'\\]|\\.)*)'\]")
 NO_BODY = object()  # an interaction that says nothing about a body (not the same as JSON null)
 HTTP_TYPE = "Synchronous/HTTP"
 
@@ -100,6 +103,32 @@ class PactFile:
 def _is_json(content_type: str | None) -> bool:
     media = (content_type or "application/json").split(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+def segment(name: str) -> str:
+    """One member in Pact's JSON path syntax: `.name`, or `['odd key']`."""
+    return f".{name}" if _IDENTIFIER.match(name) else "['" + name.replace("'", "\\'") + "']"
+
+
+def json_path(parts) -> str:
+    """`$.data[0].id` from its parts (member names, list positions, "*" for every item)."""
+    return "$" + "".join(f"[{part}]" if isinstance(part, int) or part == "*" else segment(part) for part in parts)
+
+
+def path_parts(path: str) -> list | None:
+    """`$.data[0].id`, `$['odd key'][*]` as parts (int, str, or "*"), or None if unreadable."""
+    if not path.startswith("$"):
+        return None
+    parts, at = [], 1
+    while at < len(path):
+        found = _PATH_TOKEN.match(path, at)
+        if found is None:
+            return None
+        name, index, quoted = found.groups()
+        parts.append(name if name is not None else quoted.replace("\\'", "'") if quoted is not None else (
+            "*" if index == "*" else int(index)))
+        at = found.end()
+    return parts
 
 
 def specification_of(document: dict) -> str:
@@ -207,12 +236,12 @@ def _interaction(position: int, raw, specification: str) -> Interaction:
                 query=_query(request.get("query")), headers=_headers(request.get("headers")),
                 body=_body(request, specification), body_type=_body_type(request, specification)),
         Message(status=status, headers=_headers(response.get("headers")), body=_body(response, specification),
-                body_type=_body_type(response, specification), generated=_generated(response, raw)),
+                body_type=_body_type(response, specification), generated=_generated(response)),
     )
 
 
-def _generated(response: dict, raw: dict) -> tuple[str, ...]:
-    """V3 keeps generators beside the response's body, V4 inside the response."""
+def _generated(response: dict) -> tuple[str, ...]:
+    """The JSON paths of the response body's generators (V3 and V4 keep them in the response)."""
     generators = response.get("generators") if isinstance(response.get("generators"), dict) else {}
     body = generators.get("body") if isinstance(generators.get("body"), dict) else {}
     return tuple(str(path) for path in body)

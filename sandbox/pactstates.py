@@ -26,6 +26,7 @@ FILE`: YAML recipes of the same steps (see `StateBook.from_yaml`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -82,10 +83,11 @@ class Setup:
         return params.get("business_id") or self.business_id
 
 
-def _chart() -> list[dict]:
+@functools.cache
+def _chart() -> tuple[dict, ...]:
     chart = load_yaml(FIXTURES_DIR / "chart_of_accounts.yaml")
     names = ("stable_name", "name", "account_number", "normality", "account_type", "account_subtype")
-    return [dict(zip(names, row)) for row in chart["accounts"]]
+    return tuple(dict(zip(names, row)) for row in chart["accounts"])
 
 
 def _businesses(setup: Setup) -> list[dict]:
@@ -105,7 +107,7 @@ def a_business_exists(setup: Setup, params: dict) -> None:
         setup.business_id = None
         return
     if not any(b["id"] == str(business_id).lower() for b in _businesses(setup)):
-        body = {"business_id": business_id, "ledger_accounts": _chart()}
+        body = {"business_id": business_id, "ledger_accounts": list(_chart())}
         if params.get("name"):
             body["business_name"] = params["name"]
         setup.call("POST", "/__sandbox/fixtures", body, what="a business exists")

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from .pactfile import segment
+
 SEEDED = "the sandbox is seeded"
 BUSINESS_EXISTS = "a business exists"
 CLOCK_FROZEN = "the clock is frozen at"
@@ -44,7 +46,6 @@ TYPE_RULE = {"combine": "AND", "matchers": [{"match": "type"}]}
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What the caller's token decides (whoami): the pact's token is not the test's.
 _CALLER_KEYS = {"clientId", "clientName"}
 _CURSOR_KEYS = {"cursor", "next_cursor", "prev_cursor"}
@@ -207,7 +208,7 @@ def body_rules(body) -> dict:
         if isinstance(value, dict):
             for name, item in value.items():
                 if "'" not in name:  # Pact's path syntax has no escape for a quote: such a key stays literal
-                    walk(item, path + _segment(name), name)
+                    walk(item, path + segment(name), name)
         elif isinstance(value, list):
             for item in value:
                 walk(item, path + "[*]", None)
@@ -224,10 +225,6 @@ def _varies(key: str | None, value: str) -> bool:
     if key is None or "external_id" in key:  # the caller's own ids come back as sent
         return False
     return (key == "id" or key.endswith(("_id", "_at")) or key in _CURSOR_KEYS or key in _CALLER_KEYS)
-
-
-def _segment(name: str) -> str:
-    return f".{name}" if _IDENTIFIER.match(name) else f"['{name}']"
 
 
 # ------------------------------------------------------------------ the file
