@@ -37,6 +37,7 @@ from .errors import (
     from_http_status,
     from_store_error,
     internal_error,
+    store_unavailable,
 )
 from .forced import ResponseCatalog
 from .handlers import Handlers
@@ -46,8 +47,8 @@ from .jsontext import ResponseJson
 from .pipeline import CONTRACT_HEADER, Edge, Pipeline
 from .ratelimit import RateLimiter
 from .resources import load_spec
-from .runtime import NAMESPACE_HEADER, Sandbox
-from .store import StoreError
+from .runtime import NAMESPACE_HEADER, Sandbox, open_sandbox
+from .store import StoreError, StoreUnavailable
 
 log = logging.getLogger("layer_sandbox")
 
@@ -69,6 +70,7 @@ def _install_flask_error_handlers(flask_app) -> None:
     """Errors raised inside Flask become Layer errors there, so the contract step sees them."""
     flask_app.register_error_handler(ApiError, _flask_response)
     flask_app.register_error_handler(StoreError, lambda exc: _flask_response(from_store_error(exc)))
+    flask_app.register_error_handler(StoreUnavailable, lambda exc: _flask_response(store_unavailable(exc)))
     flask_app.register_error_handler(WerkzeugHTTPException, _werkzeug_error)
     flask_app.register_error_handler(Exception, lambda exc: _flask_response(internal_error(exc)))
 
@@ -119,7 +121,7 @@ def _cors(config: Config):
 
 def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> connexion.FlaskApp:
     config = config or Config()
-    sandbox = sandbox or Sandbox(config)
+    sandbox = sandbox or open_sandbox(config)
     spec = load_spec(config.spec_path)
     contract = Contract(copy.deepcopy(spec))
     auth = Authenticator(config.clients, config.tokens, sandbox.clock_of)
@@ -140,7 +142,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
         if sandbox.state_file is not None:  # SIGTERM / SIGINT end here, after in-flight requests
             written = sandbox.checkpoint()
             sandbox.state_file.close()
-            log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.namespaces), written, config.state_file)
+            log.info("saved %d namespaces (%d bytes) to %s", len(sandbox.list_namespaces()), written, config.state_file)
 
     middlewares = [
         partial(Edge, journal=journal, max_body_bytes=config.max_body_bytes, client_timeout=config.client_timeout,

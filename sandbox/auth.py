@@ -66,6 +66,9 @@ class Issued:
     clock: object
     expires_at: datetime
     business_id: str | None = None
+    # The namespace's identity where its clock is read afresh per request (the Redis store):
+    # the same name made again after a deletion is another namespace.
+    nsid: str | None = None
 
 
 def parse_clients(entries: tuple[str, ...]) -> dict[str, str]:
@@ -112,10 +115,12 @@ class Authenticator:
             return unauthorized("The bearer token is not one this sandbox knows (it forgets its tokens when it "
                                 "restarts); request a new one (POST /oauth2/token)")
         if issued is not None:
-            if self.clock_of(issued.namespace) is not issued.clock:  # deleted (and maybe made again)
+            clock = self.clock_of(issued.namespace)
+            if clock is None or (clock is not issued.clock and (
+                    issued.nsid is None or getattr(clock, "nsid", None) != issued.nsid)):  # deleted (maybe made again)
                 return unauthorized(f"The bearer token was issued in namespace {issued.namespace!r}, which has "
                                     "been deleted since; request a new one")
-            if issued.clock() >= issued.expires_at:
+            if clock() >= issued.expires_at:
                 return unauthorized("The bearer token has expired; request a new one (POST /oauth2/token)")
             if issued.business_id is not None and business_id is not None and business_id.lower() != issued.business_id:
                 return ApiError(404, f"Business {business_id} not found",
@@ -191,7 +196,8 @@ class Authenticator:
         """A new token, expiring `lifetime` seconds from now on `namespace`'s clock."""
         clock = self.clock_of(namespace)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        issued = Issued(client, namespace, clock, clock() + timedelta(seconds=lifetime), business_id)
+        issued = Issued(client, namespace, clock, clock() + timedelta(seconds=lifetime), business_id,
+                        getattr(clock, "nsid", None))
         with self._lock:
             self._issued[token] = issued
             while len(self._issued) > MAX_TOKENS:

@@ -72,7 +72,7 @@ def _announce(config: Config, port: int, app) -> None:
         f"  health: http://{shown_host}:{port}/__sandbox/health   ids: http://{shown_host}:{port}/__sandbox/businesses",
         "  seeded businesses:",
     ]
-    for business in app.sandbox.store.businesses.values():
+    for business in app.sandbox.store.all_businesses():
         lines.append(f"    {business.id}  {business.name}")
     click.echo("\n".join(lines))
     sys.stdout.flush()
@@ -88,7 +88,7 @@ def _warn_about_scoped_tokens(config: Config, app) -> None:
     only: tokens are secrets and never reach a log."""
     from .contract import BearerAuth
 
-    held = {business_id.lower() for business_id in app.sandbox.store.businesses}
+    held = {business.id.lower() for business in app.sandbox.store.all_businesses()}
     for business in BearerAuth(config.tokens).scopes.values():  # parsed as requests will be
         if business is None or business in held:
             continue
@@ -143,6 +143,13 @@ def _warn_about_scoped_tokens(config: Config, app) -> None:
 @click.option("--max-namespaces", envvar="LAYER_SANDBOX_MAX_NAMESPACES", type=click.IntRange(1), default=100,
               show_default=True, help="How many X-Sandbox-Namespace namespaces may exist at once. "
                                       "[env LAYER_SANDBOX_MAX_NAMESPACES]")
+@click.option("--store", envvar="LAYER_SANDBOX_STORE", default="memory", show_default=True,
+              help="Where namespaces live: memory (this process) or a Redis URL (redis://HOST:PORT/DB, "
+                   "rediss://..., unix:///path.sock) that any number of sandbox processes share; needs the "
+                   "redis extra (pip install 'layer-sandbox[redis]'). [env LAYER_SANDBOX_STORE]")
+@click.option("--store-prefix", envvar="LAYER_SANDBOX_STORE_PREFIX", default="lsbx", show_default=True,
+              help="What every Redis key of this sandbox starts with: processes with the same --store and "
+                   "prefix serve one sandbox. [env LAYER_SANDBOX_STORE_PREFIX]")
 @click.option("--max-body-bytes", envvar="LAYER_SANDBOX_MAX_BODY_BYTES", type=click.IntRange(1),
               default=Config.max_body_bytes, show_default=True,
               help="Largest request body taken, on every route; larger gets 413. [env LAYER_SANDBOX_MAX_BODY_BYTES]")
@@ -187,11 +194,25 @@ def main(ctx: click.Context, **options) -> None:
             "%s=1: requests and responses are NOT checked against openapi.yaml (a benchmark switch)",
             NO_VALIDATION_VARIABLE)
     config = Config(**options)
+    if config.store != "memory":
+        if not config.store.startswith(("redis://", "rediss://", "unix://")):
+            raise click.BadParameter("use memory or a redis://, rediss:// or unix:// URL", param_hint="--store")
+        if config.state_file is not None:
+            raise click.UsageError("--state-file keeps the memory store; Redis persists itself (run it with "
+                                   "appendonly yes and appendfsync always), so --store redis takes no --state-file")
     try:
         if config.clock:
             Clock().configure(config.clock)
         app = create_app(config)
     except (ClockError, ScenarioError, StateFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ImportError as exc:
+        if exc.name != "redis":
+            raise
+        raise click.ClickException("--store redis needs the redis package: pip install 'layer-sandbox[redis]'") from None
+    except Exception as exc:
+        if type(exc).__name__ != "RedisStartError":
+            raise
         raise click.ClickException(str(exc)) from None
     gc.freeze()
     # Later full collections find next to nothing (what a request leaves behind dies young: a few

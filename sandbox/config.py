@@ -32,6 +32,10 @@ class Config:
     # `system`, `frozen`, `frozen=<ISO 8601>` or `start=<ISO 8601>`; None is the system clock.
     clock: str | None = None
     max_namespaces: int = 100
+    # `memory` (this process only) or a Redis URL (redis://, rediss://, unix://) whose data any
+    # number of sandbox processes share; `store_prefix` starts every key the sandbox writes there.
+    store: str = "memory"
+    store_prefix: str = "lsbx"
     journal_size: int = 1000
     state_file: Path | None = None
     # An export (GET /__sandbox/state) the default namespace starts from, unless --state-file

@@ -173,9 +173,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
 
     @routes.get("/businesses")
     def businesses():
-        store = current().store
-        with store.lock:
-            return envelope.data([business_summary(b) for b in store.businesses.values()])
+        return envelope.data([business_summary(b) for b in current().store.all_businesses()])
 
     # ------------------------------------------------------------------ reset and scenarios
 
@@ -250,7 +248,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
         _json_object(())
         written = sandbox.checkpoint()
         return envelope.data({"status": "saved", "path": str(sandbox.config.state_file),
-                              "bytes": written, "namespaces": sorted(sandbox.namespaces)})
+                              "bytes": written, "namespaces": sorted(ns["namespace"] for ns in sandbox.list_namespaces())})
 
     # ------------------------------------------------------------------ clock
 
@@ -263,7 +261,8 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
     def set_clock():
         """All of the body's settings, or none of them."""
         payload = _json_object(("frozen_at", "start_at", "system", "advance_seconds", "freeze"))
-        clock = current().clock
+        namespace = current()
+        clock = namespace.clock
         moments = {}
         for name in ("frozen_at", "start_at"):
             if name in payload:
@@ -293,6 +292,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
             clock.restore(before)
             field = next((k for k in ("advance_seconds", "start_at", "frozen_at") if k in payload), "(root)")
             raise bad_request(f"Clock not changed: {exc}", location="body", field=field) from None
+        namespace.save_clock()
         return envelope.data(described)
 
     # ------------------------------------------------------------------ rules
@@ -357,7 +357,7 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
 
     @routes.get("/namespaces")
     def namespaces():
-        return envelope.data([ns.describe() for ns in list(sandbox.namespaces.values())])
+        return envelope.data(sandbox.list_namespaces())
 
     @routes.put("/namespaces/<name>")
     def put_namespace(name: str):

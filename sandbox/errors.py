@@ -13,7 +13,7 @@ import json
 import logging
 
 from .naming import NAMESPACE_HEADER, DefaultNamespace, NamespaceError, NamespaceLimit
-from .store import InvalidInput, NotFound, RuleViolation, StoreError
+from .store import InvalidInput, NotFound, RuleViolation, StoreError, StoreUnavailable
 
 log = logging.getLogger("layer_sandbox.errors")
 
@@ -98,6 +98,14 @@ def from_store_error(exc: StoreError) -> ApiError:
     if isinstance(exc, InvalidInput):
         return ApiError(400, exc.message, meta or None)
     return ApiError(400, exc.message, meta or None)
+
+
+def store_unavailable(exc: StoreUnavailable) -> ApiError:
+    """The store (Redis) cannot be reached, or a write kept losing its race: nothing was changed,
+    and the client may retry after `Retry-After`; the sandbox reconnects by itself."""
+    log.warning("store unavailable: %s", exc)
+    return ApiError(503, f"The sandbox's store is unavailable; nothing was changed, retry shortly ({exc})",
+                    {"reason": "store_unavailable"}, headers={"Retry-After": SHUTDOWN_RETRY_AFTER})
 
 
 def from_namespace_error(exc: NamespaceError, named_in: str) -> ApiError:

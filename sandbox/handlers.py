@@ -151,17 +151,16 @@ class Handlers:
             q=q,
         )
         store = self.store
-        business = store.business(business_id)
         result = store.list_invoices(business_id, filters, sort_order=sort_order, limit=limit, cursor=cursor,
                                      with_total=show_total_count)
-        return envelope.page(result, shape=lambda invoice: invoice.to_api(
-            business.customers.get(invoice.customer_id))), 200
+        customers = store.customers_of(business_id, {invoice.customer_id for invoice in result.items})
+        return envelope.page(result, shape=lambda invoice: invoice.to_api(customers.get(invoice.customer_id))), 200
 
     def fetch_invoice(self, business_id: str, invoice_id: str):
         store = self.store
-        business = store.business(business_id)
         invoice = store.invoice(business_id, invoice_id)
-        return {"data": invoice.to_api(business.customers.get(invoice.customer_id))}, 200
+        customer = store.customers_of(business_id, [invoice.customer_id]).get(invoice.customer_id)
+        return {"data": invoice.to_api(customer)}, 200
 
     # ------------------------------------------------------------------ customer credits
 

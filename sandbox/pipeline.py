@@ -50,6 +50,7 @@ from .errors import (
     from_namespace_error,
     internal_error,
     shutting_down,
+    store_unavailable,
     unauthorized,
 )
 from .forced import ResponseCatalog
@@ -58,6 +59,7 @@ from .journal import Journal
 from .ratelimit import LAYER_SANDBOX_LIMIT, RateLimiter
 from .rules import Directive, DirectiveError, parse_prefer
 from .runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
+from .store import StoreUnavailable
 
 log = logging.getLogger("layer_sandbox.contract")
 
@@ -131,7 +133,10 @@ class Pipeline:
             except OAuthError as refusal:
                 error = refusal
         else:
-            error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+            try:
+                error = self.auth.check(headers, scope.get("path_params", {}).get("businessId"))
+            except StoreUnavailable as exc:  # an issued token's namespace is read from the store
+                error = store_unavailable(exc)
         namespace = namespace_error = None
         if error is None:
             try:
@@ -140,6 +145,8 @@ class Pipeline:
                 namespace = self.sandbox.namespace(headers.get(NAMESPACE_HEADER))
             except NamespaceError as exc:
                 namespace_error = from_namespace_error(exc, "prefix" if notes.get("namespace_from_path") else "header")
+            except StoreUnavailable as exc:
+                namespace_error = store_unavailable(exc)
         if not self.validate:
             notes["request_validation"] = "skipped"
         else:

@@ -75,6 +75,9 @@ class Namespace:
     def describe(self) -> dict:
         return {"namespace": self.name, "scenario": self.scenario.name, "seed": self.seed}
 
+    def save_clock(self) -> None:
+        """The clock lives in this process: a change is kept as it is made."""
+
     def add_fixtures(self, body: dict) -> dict:
         """Add exact records (sandbox.fixtures), all or none; what was added. FixtureError says why not."""
         with self.store.lock:  # no write lands between the export and the new store
@@ -252,6 +255,12 @@ class Sandbox:
             return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
         return {**found.describe(), "exists": True}
 
+    def list_namespaces(self) -> list[dict]:
+        return [namespace.describe() for namespace in list(self.namespaces.values())]
+
+    def close(self) -> None:
+        return None
+
     def clock_of(self, name: str):
         """A namespace's clock, or None when there is no such namespace (it was deleted)."""
         found = self.namespaces.get(name)
@@ -261,3 +270,13 @@ class Sandbox:
     @property
     def store(self) -> Store:
         return self.namespace(DEFAULT_NAMESPACE).store
+
+
+def open_sandbox(config: Config):
+    """The sandbox's namespaces in this process (`--store memory`, the default) or in Redis
+    (`--store redis://...`: any number of processes share them; sandbox.stores.redis_namespaces)."""
+    if config.store == "memory":
+        return Sandbox(config)
+    from .stores.redis_namespaces import RedisSandbox
+
+    return RedisSandbox(config)

@@ -17,4 +17,12 @@ from .stores.memory import (  # noqa: F401 - re-exported
     metadata_problem,
     timestamp_input,
 )
-from .stores.protocol import CreditStore, InvalidInput, NotFound, RuleViolation, StoreError  # noqa: F401
+from .stores.protocol import (  # noqa: F401
+    CreditStore,
+    InvalidInput,
+    NotFound,
+    RuleViolation,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+
 import httpx
 import pytest
 
@@ -15,19 +18,55 @@ def check() -> ContractCheck:
     return ContractCheck.ours()
 
 
+STORES = ("memory", "redis")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--stores", default=",".join(STORES),
+                     help="the stores the shared-sandbox tests run against (comma-separated: memory, redis)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test on the shared sandbox runs once per store: the same HTTP suite on both."""
+    if "store" in metafunc.fixturenames:
+        chosen = [name.strip() for name in metafunc.config.getoption("--stores").split(",") if name.strip()]
+        unknown = set(chosen) - set(STORES)
+        if unknown:
+            raise pytest.UsageError(f"--stores: unknown store(s) {sorted(unknown)}; use {', '.join(STORES)}")
+        metafunc.parametrize("store", chosen, scope="session")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    """A real redis-server of this worker's own, on a free loopback port."""
-    from redis_server import RedisServer
+    """A real redis-server of this worker's own, on a free loopback port. Without redis-server the
+    tests that need it skip, except in CI (CI=true), where they fail: .ci/run installs it."""
+    from redis_server import RedisServer, RedisUnavailable
 
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except RedisUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
     yield server
     server.stop()
 
 
+def store_args(request, store: str) -> list[str]:
+    """The flags that put a sandbox on `store`: each Redis sandbox under a prefix of its own."""
+    if store == "memory":
+        return []
+    server = request.getfixturevalue("redis_server")
+    return ["--store", server.url, "--store-prefix", f"t{next(_PREFIXES)}"]
+
+
+_PREFIXES = itertools.count()
+
+
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
-    process = SandboxProcess(tmp_path_factory.mktemp("sandbox"))
+def sandbox(request, tmp_path_factory, store):
+    process = SandboxProcess(tmp_path_factory.mktemp("sandbox"), *store_args(request, store))
+    process.store = store
     yield process
     process.stop()
 

@@ -17,7 +17,8 @@ OPERATIONS = sorted(name for name, member in vars(CreditStore).items()
 
 def test_the_protocol_names_the_api_s_operations():
     assert OPERATIONS == sorted([
-        "archive_customer", "business", "clone", "create_credit", "create_customer", "credit", "customer",
+        "all_businesses", "archive_customer", "business", "create_credit", "create_customer", "credit",
+        "customer", "customers_of",
         "delete_credit", "invoice", "list_credits", "list_customers", "list_invoices", "update_credit",
         "update_customer"])
 

@@ -369,6 +369,15 @@ class Store:
             next_cursor = Cursor("created_at", "ASC", (0, str(last), order[last]), "customers").encode() if has_more else None
             return Page(items, next_cursor, has_more, "created_at", "ASC", None)
 
+    def customers_of(self, business_id: str, customer_ids: Iterable[str]) -> dict[str, Customer]:
+        with self.lock:
+            customers = self.business(business_id).customers
+            return {cid: customers[cid] for cid in customer_ids if cid in customers}
+
+    def all_businesses(self) -> list[Business]:
+        with self.lock:
+            return list(self.businesses.values())
+
     def invoice(self, business_id: str, invoice_id: str) -> Invoice:
         with self.lock:
             invoice = self.business(business_id).invoices.get(invoice_id.lower())
@@ -450,11 +459,14 @@ class Store:
         if changed == customer:
             return customer
         business.customers[changed.id] = changed
-        for credit in list(business.credits.values()):
-            if credit.customer.id == changed.id:
-                self._own(business, credit).customer = changed
+        for credit in self._credits_of_customer(business, changed.id):
+            self._own(business, credit).customer = changed
         self._wrote_customer(business, changed)
         return changed
+
+    def _credits_of_customer(self, business: Business, customer_id: str) -> list[CustomerCredit]:
+        """Every credit of the customer, deleted ones included (each embeds its customer)."""
+        return [credit for credit in business.credits.values() if credit.customer.id == customer_id]
 
     def _wrote_customer(self, business: Business, customer: Customer) -> None:
         if self.on_write is not None:
@@ -607,13 +619,13 @@ class Store:
             if match is None:
                 raise NotFound(f"Customer with external_id {by_external!r} not found",
                                field="customer_external_id", resource="customer")
-            if customer is not None and customer is not match:
+            if customer is not None and customer.id != match.id:
                 raise RuleViolation(
                     "customer_id and customer_external_id name different customers",
                     field="customer_external_id",
                 )
             customer = match
-        if customer.status == ARCHIVED and customer is not current:
+        if customer.status == ARCHIVED and (current is None or customer.id != current.id):
             raise RuleViolation(f"Customer {customer.id} is archived and takes no new customer credits",
                                 field="customer_external_id" if by_id is None else "customer_id")
         return customer

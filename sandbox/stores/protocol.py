@@ -6,17 +6,14 @@ store. Every refusal is a `StoreError` naming the field concerned, and the HTTP 
 `InvalidInput` a 400. tests/test_store_protocol.py holds the memory store to this protocol,
 signature by signature, and the handlers to calling nothing else.
 
-Still outside it, and named here so that the Redis store's work can remove them (see
-docs/design/redis-store.md, step 1): `businesses` (the control routes' summaries and the CLI's
-start-up banner walk it; the invoice handlers read an invoice's customer from its business) and
-`lock` (the control routes' summaries hold it). Handlers hold no lock: each operation is atomic
-on its own, and the memory store sees one request at a time (`sandbox.inline_wsgi`).
+Handlers hold no lock: each operation is atomic on its own (the Redis store's writes are Redis
+transactions), and the memory store sees one request at a time (`sandbox.inline_wsgi`). A store
+that cannot be reached raises `StoreUnavailable`, which the HTTP layer answers with a 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the model classes: plain data, shared by every store
@@ -47,6 +44,15 @@ class InvalidInput(StoreError):
     """An input the store cannot interpret (for example a cursor it did not issue)."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (Redis down, loading, out of memory, read-only): answered with
+    Layer's 503 and `Retry-After`, nothing changed. Not a StoreError, which would be a 400."""
+
+
+class StoreBusy(StoreUnavailable):
+    """A write that kept losing the race for its namespace until `--store-timeout`: also a 503."""
+
+
 @runtime_checkable
 class CreditStore(Protocol):
     """One namespace's businesses, customers, invoices, ledger accounts and credits.
@@ -69,6 +75,13 @@ class CreditStore(Protocol):
 
     def invoice(self, business_id: str, invoice_id: str) -> Invoice:
         """An invoice of the business, its balance and status as allocations leave them."""
+
+    def customers_of(self, business_id: str, customer_ids: Iterable[str]) -> dict[str, Customer]:
+        """Those of the customers that exist, by id (an invoice is answered with its customer)."""
+
+    def all_businesses(self) -> list[Business]:
+        """Every business with all its records, for the control routes' summaries (the Redis
+        store reads the whole namespace for it)."""
 
     def list_credits(self, business_id: str, filters: CreditFilters, *, sort_by: str = "created_at",
                      sort_order: str = "ASC", limit: int = 100, cursor: str | None = None,
@@ -103,8 +116,3 @@ class CreditStore(Protocol):
 
     def delete_credit(self, business_id: str, credit_id: str) -> CustomerCredit:
         """Soft delete: `deleted_at` stamped, allocations freed, out of every list."""
-
-    # ---------------------------------------------------------------- namespaces
-
-    def clone(self, clock: Callable[[], datetime] | None = None) -> CreditStore:
-        """A store holding a copy of this one's data and id generator, on its own clock."""

@@ -1,0 +1,415 @@
+"""Namespaces on Redis: what `sandbox.runtime.Sandbox` and `Namespace` do in memory, for any
+number of sandbox processes sharing one Redis (`--store redis://...`).
+
+A namespace is one hash, `P:ns:{name}`: the generation of data it points at (`uid`, see
+`sandbox.stores.redis_store`), its identity (`nsid`, new each time the name is made), scenario,
+seed and clock. Every request reads it once, so a reset, a clock change or a deletion made through
+one process is what the next request to any process sees. Replacing a namespace's data (reset,
+scenario, fixtures, import) writes a new generation first and then repoints the namespace and
+unlinks the old generation in one transaction, WATCHing the namespace so that two replacements
+racing leave exactly one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import redis
+from redis.exceptions import ResponseError, WatchError
+
+from .. import fixtures
+from ..clock import Clock, ClockError
+from ..config import Config
+from ..naming import (
+    DEFAULT_NAMESPACE,
+    DefaultNamespace,
+    NamespaceError,
+    NamespaceLimit,
+    check_namespace_name,
+)
+from ..rules import RuleBook
+from ..seed import Scenario, ScenarioError, Templates, scenario_names
+from ..snapshot import StateError, export_store, import_store
+from ..timestamps import format_timestamp
+from .protocol import StoreUnavailable
+from .redis_store import (
+    LAYOUT,
+    PAGE_SCRIPT,
+    Keys,
+    RedisStore,
+    Stale,
+    business_ids,
+    connect,
+    mapped,
+    new_uid,
+    read_generation,
+    unavailable_reason,
+    write_generation,
+)
+
+log = logging.getLogger("layer_sandbox")
+
+
+class RedisStartError(Exception):
+    """Redis cannot be used at start (unreachable, too old, another layout): one line, exit 1."""
+
+
+def masked(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    parsed = redis.connection.urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url
+
+
+class RedisNamespace:
+    """One namespace as this request sees it (rebuilt from `P:ns:{name}` per request)."""
+
+    def __init__(self, backend: RedisSandbox, name: str, fields: dict[bytes, bytes], rules: RuleBook) -> None:
+        self.backend = backend
+        self.name = name
+        self.key = backend.namespace_key(name)
+        self.nsid = fields[b"nsid"].decode()
+        self.uid = fields[b"uid"].decode()
+        self.seed = int(fields[b"seed"])
+        self.scenario = backend.scenario_at(fields[b"scenario"].decode())
+        self.clock = Clock()
+        self.clock.restore(json.loads(fields[b"clock"]))
+        self.rules = rules
+        self.store = RedisStore(backend.client, backend.prefix, name, self.uid, self.clock, backend.scripts)
+
+    def describe(self) -> dict:
+        return {"namespace": self.name, "scenario": self.scenario.name, "seed": self.seed}
+
+    @mapped
+    def save_clock(self) -> None:
+        """The clock as the control route left it, for every process's next request."""
+        self.backend.client.hset(self.key, "clock", json.dumps(self.clock.state()))
+
+    @mapped
+    def reset(self, seed: int | None = None, scenario: Scenario | None = None) -> None:
+        scenario = scenario or self.scenario
+        seed = self.seed if seed is None else seed
+        uid = self.backend.write_template(scenario, seed, self.clock)
+        self.backend.repoint(self.name, uid, {"seed": seed, "scenario": str(scenario.path)})
+        self.scenario, self.seed, self.uid = scenario, seed, uid
+        self.rules.clear()
+
+    @mapped
+    def add_fixtures(self, body: dict) -> dict:
+        """sandbox.fixtures on the whole namespace read at one version; the new generation replaces
+        it only if no write landed meanwhile (else it is done again on the newer state)."""
+        client = self.backend.client
+        for _ in range(20):
+            with client.pipeline(transaction=True) as pipe:
+                keys = Keys(self.backend.prefix, self.uid)
+                try:
+                    pipe.watch(self.key, keys.version)
+                    store = read_generation(pipe, keys, self.clock)
+                    if store is None:
+                        raise Stale
+                    new_store, added = fixtures.apply(store, body, lambda: format_timestamp(self.clock()))
+                    uid = new_uid()
+                    write_generation(client, Keys(self.backend.prefix, uid), new_store)
+                    try:
+                        pipe.multi()
+                        pipe.hset(self.key, "uid", uid)
+                        pipe.unlink(*keys.all(business_ids(client, keys)))
+                        pipe.execute()
+                    except WatchError:
+                        self.backend.unlink_generation(uid)
+                        raise
+                    self.uid = uid
+                    return added
+                except (WatchError, Stale):
+                    self.uid = client.hget(self.key, "uid").decode()
+        raise StoreUnavailable("the namespace kept changing while fixtures were added")
+
+    @mapped
+    def export(self) -> dict:
+        client = self.backend.client
+        for _ in range(20):
+            keys = Keys(self.backend.prefix, self.uid)
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(keys.version)
+                    store = read_generation(pipe, keys, self.clock)
+                    if store is None:
+                        raise Stale
+                    pipe.multi()
+                    pipe.get(keys.version)
+                    pipe.execute()
+                except (WatchError, Stale):
+                    self.uid = client.hget(self.key, "uid").decode()
+                    continue
+            return {**export_store(store), "namespace": self.name, "scenario": self.scenario.name,
+                    "seed": self.seed, "clock": self.clock.state()}
+        raise StoreUnavailable("the namespace kept changing while it was exported")
+
+    @mapped
+    def load(self, document: dict) -> None:
+        store = import_store(document, clock=self.clock)
+        scenario = self.scenario
+        name = document.get("scenario")
+        if name in scenario_names():
+            try:
+                scenario = Scenario.load(name)
+            except ScenarioError as exc:
+                raise StateError([f"scenario: {exc}"]) from None
+        clock = Clock()
+        clock.restore(self.clock.state())
+        if "clock" in document:
+            try:
+                clock.restore(document["clock"])
+            except ClockError as exc:
+                raise StateError([f"clock: {exc}"]) from None
+        uid = self.backend.new_generation(store)
+        seed = document.get("seed", self.seed)
+        self.backend.repoint(self.name, uid, {"seed": seed, "scenario": str(scenario.path),
+                                              "clock": json.dumps(clock.state())})
+        self.clock.restore(clock.state())
+        self.uid, self.scenario, self.seed = uid, scenario, seed
+
+
+class RedisSandbox:
+    """All namespaces of a sandbox whose data is in Redis; the same face as `runtime.Sandbox`."""
+
+    state_file = None  # Redis persists itself (AOF); --state-file is refused with --store redis
+
+    def __init__(self, config: Config, client: redis.Redis | None = None) -> None:
+        self.config = config
+        self.url = config.store
+        self.prefix = config.store_prefix
+        self.client = client or connect(self.url)
+        self.check()
+        self.scenario = Scenario.load(config.scenario)
+        self.templates = Templates()
+        self.scripts = {"page": self.client.register_script(PAGE_SCRIPT)}
+        self._scenarios: dict[str, Scenario] = {str(self.scenario.path): self.scenario}
+        self._rules: dict[tuple[str, str], RuleBook] = {}
+        self._lock = threading.Lock()
+        self.namespace(DEFAULT_NAMESPACE)
+        if config.load_state is not None and self._made_default:
+            self._load_export(config.load_state)
+
+    # ------------------------------------------------------------------ start-up
+
+    def check(self) -> None:
+        """Redis is there, new enough, and holds our layout (or nothing yet) under the prefix."""
+        try:
+            self.client.ping()
+            version = self.client.info("server").get("redis_version", "0")
+            if tuple(int(part) for part in version.split(".")[:2]) < (6, 2):
+                raise RedisStartError(f"Redis at {masked(self.url)} is version {version}; the sandbox needs 6.2 or later")
+            layout_key = f"{self.prefix}:layout"
+            self.client.set(layout_key, LAYOUT, nx=True)
+            found = self.client.get(layout_key)
+            if found is not None and found.decode() != LAYOUT:
+                raise RedisStartError(f"Redis at {masked(self.url)} holds another layout under prefix "
+                                      f"{self.prefix!r} ({found.decode()}); use another --store-prefix")
+            persistence = self.client.config_get("append*")
+        except (redis.RedisError, OSError) as exc:
+            if isinstance(exc, ResponseError) and "CONFIG" in str(exc).upper():
+                persistence = {}
+            else:
+                raise RedisStartError(f"cannot reach Redis at {masked(self.url)}: {exc}") from None
+        if persistence and (persistence.get("appendonly") != "yes" or persistence.get("appendfsync") != "always"):
+            log.warning("Redis at %s runs with appendonly=%s appendfsync=%s: an acknowledged write survives a "
+                        "Redis crash only with appendonly yes and appendfsync always (see the README)",
+                        masked(self.url), persistence.get("appendonly"), persistence.get("appendfsync"))
+
+    def _load_export(self, path) -> None:
+        from ..persistence import StateFileError
+
+        try:
+            document = json.loads(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StateFileError(f"--load-state {path}: not a readable JSON file ({exc})") from None
+        if isinstance(document, dict) and set(document) == {"data"}:
+            document = document["data"]
+        try:
+            self.namespace(DEFAULT_NAMESPACE).load(document)
+        except StateError as exc:
+            raise StateFileError(f"--load-state {path}: not a state the sandbox can load: {exc}") from None
+
+    # ------------------------------------------------------------------ generations
+
+    def namespace_key(self, name: str) -> str:
+        return f"{self.prefix}:ns:{name}"
+
+    def scenario_at(self, path: str) -> Scenario:
+        found = self._scenarios.get(path)
+        if found is None:
+            try:
+                found = Scenario.load(path)
+            except ScenarioError:  # another host's path: the same scenario by name
+                found = Scenario.load(Path(path).stem)
+            self._scenarios[path] = found
+        return found
+
+    def new_generation(self, store) -> str:
+        uid = new_uid()
+        write_generation(self.client, Keys(self.prefix, uid), store)
+        return uid
+
+    def write_template(self, scenario: Scenario, seed: int, clock: Clock) -> str:
+        """A new generation holding the scenario's seeded data (from this process's templates)."""
+        return self.new_generation(self.templates.store(scenario, seed, clock=clock))
+
+    def unlink_generation(self, uid: str) -> None:
+        keys = Keys(self.prefix, uid)
+        self.client.unlink(*keys.all(business_ids(self.client, keys)))
+
+    def repoint(self, name: str, uid: str, fields: dict) -> None:
+        """Point the namespace at generation `uid` (with `fields`), unlinking the one it left."""
+        key = self.namespace_key(name)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    old = pipe.hget(key, "uid")
+                    if old is None:  # dropped meanwhile: the new data has no namespace to go to
+                        self.unlink_generation(uid)
+                        raise StoreUnavailable(f"namespace {name!r} was deleted while its data was replaced")
+                    old_keys = Keys(self.prefix, old.decode())
+                    stale = old_keys.all(business_ids(pipe, old_keys))
+                    pipe.multi()
+                    pipe.hset(key, mapping={"uid": uid, **{k: str(v) for k, v in fields.items()}})
+                    pipe.unlink(*stale)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    # ------------------------------------------------------------------ namespaces
+
+    @mapped
+    def namespace(self, name: str | None) -> RedisNamespace:
+        name = DEFAULT_NAMESPACE if name is None else name
+        fields = self.client.hgetall(self.namespace_key(name))
+        if not fields:
+            return self.create(name)[0]
+        return self._view(name, fields)
+
+    def _view(self, name: str, fields: dict) -> RedisNamespace:
+        nsid = fields[b"nsid"].decode()
+        with self._lock:
+            rules = self._rules.get((name, nsid))
+            if rules is None:
+                for key in [key for key in self._rules if key[0] == name]:
+                    del self._rules[key]
+                rules = self._rules[(name, nsid)] = RuleBook()
+        return RedisNamespace(self, name, fields, rules)
+
+    @mapped
+    def create(self, name: str, seed: int | None = None, scenario: Scenario | None = None,
+               replace: bool = False) -> tuple[RedisNamespace, bool]:
+        check_namespace_name(name)
+        key = self.namespace_key(name)
+        names = f"{self.prefix}:names"
+        fields = self.client.hgetall(key)
+        if fields:
+            found = self._view(name, fields)
+            if replace:
+                found.reset(self.config.seed if seed is None else seed, scenario or self.scenario)
+            return found, False
+        if self.client.scard(names) >= self.config.max_namespaces and not self.client.sismember(names, name):
+            raise NamespaceLimit(
+                f"this sandbox already holds {self.client.scard(names)} namespaces, its limit "
+                "(--max-namespaces); delete one with DELETE /__sandbox/namespaces/NAME")
+        clock = Clock()
+        if self.config.clock:
+            clock.configure(self.config.clock)
+        scenario = scenario or self.scenario
+        seed = self.config.seed if seed is None else seed
+        uid = self.write_template(scenario, seed, clock)
+        made = {"nsid": new_uid(), "uid": uid, "seed": str(seed), "scenario": str(scenario.path),
+                "clock": json.dumps(clock.state())}
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    raise WatchError
+                pipe.multi()
+                pipe.hset(key, mapping=made)
+                pipe.sadd(names, name)
+                pipe.execute()
+            except WatchError:  # another process made it first: theirs is the namespace
+                self.unlink_generation(uid)
+                if name == DEFAULT_NAMESPACE:
+                    self._made_default = False
+                return self._view(name, self.client.hgetall(key)), False
+        if name == DEFAULT_NAMESPACE:
+            self._made_default = True
+        return self._view(name, {k.encode(): v.encode() for k, v in made.items()}), True
+
+    _made_default = False
+
+    @mapped
+    def drop(self, name: str) -> bool:
+        if name == DEFAULT_NAMESPACE:
+            raise DefaultNamespace("the default namespace cannot be deleted (requests without a namespace "
+                                   "use it); reset it with POST /__sandbox/reset")
+        key = self.namespace_key(name)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    old = pipe.hget(key, "uid")
+                    if old is None:
+                        return False
+                    old_keys = Keys(self.prefix, old.decode())
+                    stale = old_keys.all(business_ids(pipe, old_keys))
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.srem(f"{self.prefix}:names", name)
+                    pipe.unlink(*stale)
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    @mapped
+    def describe(self, name: str) -> dict:
+        fields = self.client.hgetall(self.namespace_key(name))
+        if not fields:
+            return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
+        return {"namespace": name, "scenario": self.scenario_at(fields[b"scenario"].decode()).name,
+                "seed": int(fields[b"seed"]), "exists": True}
+
+    @mapped
+    def list_namespaces(self) -> list[dict]:
+        described = [self.describe(raw.decode()) for raw in sorted(self.client.smembers(f"{self.prefix}:names"))]
+        return [{k: v for k, v in found.items() if k != "exists"} for found in described if found["exists"]]
+
+    def clock_of(self, name: str):
+        """The namespace's clock, read now (None if there is no such namespace)."""
+        try:
+            fields = self.client.hgetall(self.namespace_key(name))
+        except redis.RedisError as exc:
+            if unavailable_reason(exc) is None:
+                raise
+            raise StoreUnavailable(f"the Redis store cannot be reached: {unavailable_reason(exc)}") from None
+        if not fields:
+            return None
+        clock = Clock()
+        clock.restore(json.loads(fields[b"clock"]))
+        clock.nsid = fields[b"nsid"].decode()
+        return clock
+
+    def checkpoint(self) -> int:
+        raise AssertionError("a Redis store has no state file")
+
+    def compact_if_due(self) -> None:
+        return None
+
+    @property
+    def store(self) -> RedisStore:
+        return self.namespace(DEFAULT_NAMESPACE).store
+
+    def close(self) -> None:
+        self.client.close()
