@@ -124,10 +124,10 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
     sandbox = sandbox or open_sandbox(config)
     spec = load_spec(config.spec_path)
     contract = Contract(copy.deepcopy(spec))
-    auth = Authenticator(config.clients, config.tokens, sandbox.clock_of)
+    auth = Authenticator(config.clients, config.tokens, sandbox.clock_of, sandbox.token_book(), sandbox.whoami_key())
     handlers = Handlers(sandbox, auth)
     operations = handlers.operations
-    journal = Journal(config.journal_size)
+    journal = sandbox.journal(config.journal_size)
     catalog = ResponseCatalog(spec)  # forced answers, and the judge of rules (control routes)
 
     def resolve(operation_id: str):
@@ -158,7 +158,7 @@ def create_app(config: Config | None = None, sandbox: Sandbox | None = None) -> 
             contract=contract,
             auth=auth,
             catalog=catalog,
-            rate_limiter=RateLimiter(config.rate_limit) if config.rate_limit else None,
+            rate_limiter=sandbox.rate_limiter(config.rate_limit) if config.rate_limit else None,
             validate=config.validate,
         ),
         LifespanMiddleware,

@@ -90,15 +90,17 @@ class Authenticator:
     `clock_of(namespace)` gives a namespace's clock (None when the namespace is gone): an issued
     token is judged on the clock of the namespace it was issued in."""
 
-    def __init__(self, clients: tuple[str, ...], tokens: tuple[str, ...], clock_of) -> None:
+    def __init__(self, clients: tuple[str, ...], tokens: tuple[str, ...], clock_of, issued=None,
+                 key: bytes | None = None) -> None:
         self.clients = parse_clients(clients)
         self.static = BearerAuth(tokens)
         self.open = not self.clients and not self.static.scopes
         self.clock_of = clock_of
-        self._issued: OrderedDict[str, Issued] = OrderedDict()
-        self._lock = threading.Lock()
-        # Keys the client ids /whoami derives from tokens not issued here (see client_of).
-        self._key = secrets.token_bytes(32)
+        # Issued tokens: in this process (TokenBook), or in Redis for every worker and replica.
+        self._issued = issued if issued is not None else TokenBook()
+        # Keys the client ids /whoami derives from tokens not issued here (see client_of); shared
+        # through Redis by the workers and replicas of one sandbox.
+        self._key = key if key is not None else secrets.token_bytes(32)
 
     # ----------------------------------------------------------------- the bearer check
 
@@ -198,11 +200,25 @@ class Authenticator:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         issued = Issued(client, namespace, clock, clock() + timedelta(seconds=lifetime), business_id,
                         getattr(clock, "nsid", None))
+        self._issued.put(token, issued, lifetime)
+        return token
+
+
+class TokenBook:
+    """Issued tokens in this process, the most recent MAX_TOKENS (forgotten on restart)."""
+
+    def __init__(self) -> None:
+        self._issued: OrderedDict[str, Issued] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Issued | None:
+        return self._issued.get(token)
+
+    def put(self, token: str, issued: Issued, lifetime: int) -> None:
         with self._lock:
             self._issued[token] = issued
             while len(self._issued) > MAX_TOKENS:
                 self._issued.popitem(last=False)
-        return token
 
 
 def check_scope(scope: str | None) -> None:

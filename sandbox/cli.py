@@ -150,6 +150,9 @@ def _warn_about_scoped_tokens(config: Config, app) -> None:
 @click.option("--store-prefix", envvar="LAYER_SANDBOX_STORE_PREFIX", default="lsbx", show_default=True,
               help="What every Redis key of this sandbox starts with: processes with the same --store and "
                    "prefix serve one sandbox. [env LAYER_SANDBOX_STORE_PREFIX]")
+@click.option("--workers", envvar="LAYER_SANDBOX_WORKERS", type=click.IntRange(1), default=1, show_default=True,
+              help="Serving processes on the one port; more than 1 needs --store redis://... (they share its "
+                   "state). [env LAYER_SANDBOX_WORKERS]")
 @click.option("--max-body-bytes", envvar="LAYER_SANDBOX_MAX_BODY_BYTES", type=click.IntRange(1),
               default=Config.max_body_bytes, show_default=True,
               help="Largest request body taken, on every route; larger gets 413. [env LAYER_SANDBOX_MAX_BODY_BYTES]")
@@ -194,6 +197,9 @@ def main(ctx: click.Context, **options) -> None:
             "%s=1: requests and responses are NOT checked against openapi.yaml (a benchmark switch)",
             NO_VALIDATION_VARIABLE)
     config = Config(**options)
+    if config.workers > 1 and config.store == "memory":
+        raise click.UsageError("--workers above 1 needs --store redis://...: workers share no memory, so each "
+                               "would hold a sandbox of its own")
     if config.store != "memory":
         if not config.store.startswith(("redis://", "rediss://", "unix://")):
             raise click.BadParameter("use memory or a redis://, rediss:// or unix:// URL", param_hint="--store")
@@ -224,11 +230,25 @@ def main(ctx: click.Context, **options) -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
     gc.enable()
     sock = _listening_socket(config.host, config.port)
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
-    _stop_cleanly_on_signals(server)
-    _announce(config, sock.getsockname()[1], app)
-    _warn_about_scoped_tokens(config, app)
-    server.run(sockets=[sock])
+
+    def announce() -> None:
+        _announce(config, sock.getsockname()[1], app)
+        _warn_about_scoped_tokens(config, app)
+
+    def server() -> uvicorn.Server:
+        made = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config)))
+        _stop_cleanly_on_signals(made)
+        return made
+
+    if config.workers == 1:
+        single = server()
+        announce()
+        single.run(sockets=[sock])
+        return
+    from .workers import serve
+
+    app.sandbox.close()  # each worker opens connections of its own
+    sys.exit(serve(lambda: server().run(sockets=[sock]), config.workers, config.shutdown_grace, ready=announce))
 
 
 @main.command("check-spec")

@@ -36,6 +36,8 @@ class Config:
     # number of sandbox processes share; `store_prefix` starts every key the sandbox writes there.
     store: str = "memory"
     store_prefix: str = "lsbx"
+    # Serving processes on the one port (more than one needs the Redis store): sandbox.workers.
+    workers: int = 1
     journal_size: int = 1000
     state_file: Path | None = None
     # An export (GET /__sandbox/state) the default namespace starts from, unless --state-file

@@ -104,6 +104,9 @@ def store_unavailable(exc: StoreUnavailable) -> ApiError:
     """The store (Redis) cannot be reached, or a write kept losing its race: nothing was changed,
     and the client may retry after `Retry-After`; the sandbox reconnects by itself."""
     log.warning("store unavailable: %s", exc)
+    if exc.in_doubt:
+        return ApiError(503, f"The sandbox's store became unavailable during this write ({exc})",
+                        {"reason": "store_in_doubt"}, headers={"Retry-After": SHUTDOWN_RETRY_AFTER})
     return ApiError(503, f"The sandbox's store is unavailable; nothing was changed, retry shortly ({exc})",
                     {"reason": "store_unavailable"}, headers={"Retry-After": SHUTDOWN_RETRY_AFTER})
 

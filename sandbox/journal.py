@@ -39,8 +39,9 @@ class Journal:
         self._held = dict.fromkeys(BODIES, 0)
         self._holding: dict[str, deque[dict]] = {name: deque() for name in BODIES}
 
-    def record(self, entry: dict, request_body: bytes | None = None) -> None:
-        """Add an entry (and the request's body). The response body follows with `add_body`."""
+    def record(self, entry: dict, request_body: bytes | None = None, deferred: bool = False) -> None:
+        """Add an entry (and the request's body). The response body follows with `add_body`.
+        (`deferred` lets another journal wait for the body's first part; this one keeps the entry now.)"""
         if self.size == 0:
             return
         with self._lock:
@@ -52,8 +53,8 @@ class Journal:
             self._entries.append(entry)
             self._keep(entry, "request_body", request_body)
 
-    def add_body(self, entry: dict, chunk: bytes) -> None:
-        """Part of an entry's response body, as it is sent."""
+    def add_body(self, entry: dict, chunk: bytes, final: bool = True) -> None:
+        """Part of an entry's response body, as it is sent (`final`: its last part)."""
         if self.size == 0 or not chunk:
             return
         with self._lock:

@@ -58,7 +58,7 @@ from .inline_wsgi import read_body
 from .journal import Journal
 from .ratelimit import LAYER_SANDBOX_LIMIT, RateLimiter
 from .rules import Directive, DirectiveError, parse_prefer
-from .runtime import NAMESPACE_HEADER, NamespaceError, Sandbox
+from .runtime import NAMESPACE_HEADER, REQUEST_NAMESPACES, NamespaceError, Sandbox
 from .store import StoreUnavailable
 
 log = logging.getLogger("layer_sandbox.contract")
@@ -105,6 +105,13 @@ class Pipeline:
         if scope["type"] != "http" or operation_id is None:
             await self.app(scope, receive, send)
             return
+        resolved = REQUEST_NAMESPACES.set({})  # each namespace read once for this request
+        try:
+            await self._handle(scope, receive, send, operation_id)
+        finally:
+            REQUEST_NAMESPACES.reset(resolved)
+
+    async def _handle(self, scope, receive, send, operation_id: str) -> None:
         notes = scope["extensions"].setdefault(NOTES, {})
         if scope["method"] == "HEAD":  # Starlette routes HEAD to GET operations; Layer has none
             allow = self.contract.allowed_methods(scope["path"]) or "GET"
@@ -163,9 +170,12 @@ class Pipeline:
         if error is None and self.rate_limiter is not None:
             # A token request is counted against its client's credentials, as an API call against its token.
             caller = headers.get("authorization", "") if client_auth else BearerAuth.token_of(headers)
-            allowed, extra_headers = self.rate_limiter.take(caller)
-            if not allowed:
-                error = self.rate_limiter.refusal(extra_headers)
+            try:
+                allowed, extra_headers = self.rate_limiter.take(caller)
+                if not allowed:
+                    error = self.rate_limiter.refusal(extra_headers)
+            except StoreUnavailable as exc:  # the buckets of every replica are in the store
+                error = store_unavailable(exc)
 
         response = None
         if error is None:
@@ -174,6 +184,8 @@ class Pipeline:
                 forced = self.catalog.forced(operation_id, directive, source)
             except DirectiveError as exc:
                 error = bad_request(str(exc), location="header", field="Prefer")
+            except StoreUnavailable as exc:  # the namespace's rules are in the store
+                error = store_unavailable(exc)
             except ApiError as exc:
                 error = exc
             else:
@@ -376,12 +388,13 @@ class Edge:
                     # A token's request and answer keep no body (credentials, the token).
                     journaled = True
                     secret = notes.get("secret")
-                    entry = self._record(scope, notes, message["status"], started, None if secret else body)
+                    entry = self._record(scope, notes, message["status"], started, None if secret else body,
+                                         withheld="a token route: its bodies hold credentials or a token"
+                                         if secret else None, deferred=not secret)
                     if secret:
-                        entry["bodies_withheld"] = "a token route: its bodies hold credentials or a token"
                         entry = None
             elif message["type"] == "http.response.body" and entry is not None:
-                self.journal.add_body(entry, message.get("body", b""))
+                self.journal.add_body(entry, message.get("body", b""), final=not message.get("more_body", False))
             await send(message)
 
         try:
@@ -460,7 +473,11 @@ class Edge:
         await send({"type": "http.response.body", "body": body})
         self._record(scope, {"error": error.description}, error.status, started)
 
-    def _record(self, scope, notes: dict, status: int | None, started: float, body: bytes | None = None) -> dict:
+    def _record(self, scope, notes: dict, status: int | None, started: float, body: bytes | None = None,
+                withheld: str | None = None, deferred: bool = False) -> dict:
+        """The journal entry of a request. `deferred`: its response body follows (`add_body`),
+        and a journal kept elsewhere (Redis) may write the entry with the first part of it, in one
+        round trip, still before any byte of the body leaves."""
         headers = _headers(scope["headers"])
         entry = {
             "method": scope["method"],
@@ -477,5 +494,7 @@ class Edge:
             "forced": notes.get("forced"),
             "fault": notes.get("fault"),
         }
-        self.journal.record(entry, body)
+        if withheld is not None:
+            entry["bodies_withheld"] = withheld
+        self.journal.record(entry, body, deferred=deferred)
         return entry

@@ -144,6 +144,11 @@ class RuleBook:
             raise DirectiveError("a rule needs at least one of code, example, delay or fault", field="code")
         method = method.upper() if method else None
         operations = scope(method, path, directive) if scope is not None else None
+        return self._new_rule(directive, method, path, count, operations)
+
+    def _new_rule(self, directive: Directive, method: str | None, path: str, count: int | None,
+                  operations: tuple[str, ...] | None) -> Rule:
+        """Keep a checked rule under the next id (the Redis store keeps it there instead)."""
         with self._lock:
             rule = Rule(f"rule-{next(self._ids)}", directive, method, path, count, operations=operations)
             self._rules.append(rule)

@@ -9,6 +9,7 @@ one sandbox.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import threading
@@ -34,6 +35,11 @@ from .store import Store
 from .timestamps import format_timestamp
 
 log = logging.getLogger("layer_sandbox")
+
+# The namespaces one API request has resolved (name -> namespace), set by the pipeline for the
+# request's span: a store that reads its namespaces from elsewhere (Redis) reads each once per
+# request, not once per layer that asks.
+REQUEST_NAMESPACES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_namespaces", default=None)
 
 
 @dataclass
@@ -254,6 +260,26 @@ class Sandbox:
         if found is None:
             return {"namespace": name, "exists": False, "scenario": self.scenario.name, "seed": self.config.seed}
         return {**found.describe(), "exists": True}
+
+    # What the sandbox keeps beside the namespaces, here in this process (the Redis sandbox keeps
+    # them in Redis, for every worker and replica).
+    def token_book(self):
+        from .auth import TokenBook
+
+        return TokenBook()
+
+    def whoami_key(self) -> bytes | None:
+        return None  # a random key of the process's own
+
+    def rate_limiter(self, per_second: int):
+        from .ratelimit import RateLimiter
+
+        return RateLimiter(per_second)
+
+    def journal(self, size: int):
+        from .journal import Journal
+
+        return Journal(size)
 
     def list_namespaces(self) -> list[dict]:
         return [namespace.describe() for namespace in list(self.namespaces.values())]

@@ -46,7 +46,13 @@ class InvalidInput(StoreError):
 
 class StoreUnavailable(Exception):
     """The store cannot be reached (Redis down, loading, out of memory, read-only): answered with
-    Layer's 503 and `Retry-After`, nothing changed. Not a StoreError, which would be a 400."""
+    Layer's 503 and `Retry-After`, nothing changed. Not a StoreError, which would be a 400.
+    `in_doubt`: a write whose commit was sent when Redis went away, and Redis did not come back in
+    time to say whether it was applied (the one 503 that may have changed something)."""
+
+    def __init__(self, message: str, *, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
 
 
 class StoreBusy(StoreUnavailable):

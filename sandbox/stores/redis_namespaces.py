@@ -12,9 +12,10 @@ racing leave exactly one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import threading
+import secrets
 from pathlib import Path
 
 import redis
@@ -23,6 +24,7 @@ from redis.exceptions import ResponseError, WatchError
 from .. import fixtures
 from ..clock import Clock, ClockError
 from ..config import Config
+from ..runtime import REQUEST_NAMESPACES
 from ..naming import (
     DEFAULT_NAMESPACE,
     DefaultNamespace,
@@ -30,12 +32,13 @@ from ..naming import (
     NamespaceLimit,
     check_namespace_name,
 )
-from ..rules import RuleBook
 from ..seed import Scenario, ScenarioError, Templates, scenario_names
 from ..snapshot import StateError, export_store, import_store
 from ..timestamps import format_timestamp
 from .protocol import StoreUnavailable
+from .redis_books import TAKE_RULE, RedisJournal, RedisRateLimiter, RedisRuleBook, RedisTokenBook, rule_keys
 from .redis_store import (
+    COPY_SCRIPT,
     LAYOUT,
     PAGE_SCRIPT,
     Keys,
@@ -69,7 +72,7 @@ def masked(url: str) -> str:
 class RedisNamespace:
     """One namespace as this request sees it (rebuilt from `P:ns:{name}` per request)."""
 
-    def __init__(self, backend: RedisSandbox, name: str, fields: dict[bytes, bytes], rules: RuleBook) -> None:
+    def __init__(self, backend: RedisSandbox, name: str, fields: dict[bytes, bytes], rules: RedisRuleBook) -> None:
         self.backend = backend
         self.name = name
         self.key = backend.namespace_key(name)
@@ -188,10 +191,11 @@ class RedisSandbox:
         self.check()
         self.scenario = Scenario.load(config.scenario)
         self.templates = Templates()
-        self.scripts = {"page": self.client.register_script(PAGE_SCRIPT)}
+        self.scripts = {"page": self.client.register_script(PAGE_SCRIPT),
+                        "take_rule": self.client.register_script(TAKE_RULE),
+                        "copy": self.client.register_script(COPY_SCRIPT)}
+        self._template_keys: dict[str, list[str]] = {}
         self._scenarios: dict[str, Scenario] = {str(self.scenario.path): self.scenario}
-        self._rules: dict[tuple[str, str], RuleBook] = {}
-        self._lock = threading.Lock()
         self.namespace(DEFAULT_NAMESPACE)
         if config.load_state is not None and self._made_default:
             self._load_export(config.load_state)
@@ -257,8 +261,33 @@ class RedisSandbox:
         return uid
 
     def write_template(self, scenario: Scenario, seed: int, clock: Clock) -> str:
-        """A new generation holding the scenario's seeded data (from this process's templates)."""
-        return self.new_generation(self.templates.store(scenario, seed, clock=clock))
+        """A new generation holding the scenario's seeded data: a server-side copy of the template
+        generation `P:tpl:{hash of seed and scenario}` names, written once by the first process
+        that needs it (seeding is deterministic, so any process writes the same)."""
+        pointer = f"{self.prefix}:tpl:{hashlib.sha1(f'{seed}:{scenario.content}'.encode()).hexdigest()}"
+        uid = new_uid()
+        for _ in range(3):
+            template = self.client.get(pointer)
+            if template is None:
+                made = self.new_generation(self.templates.store(scenario, seed, clock=clock))
+                if self.client.set(pointer, made, nx=True):
+                    template = made.encode()
+                else:  # another process published one first
+                    self.unlink_generation(made)
+                    continue
+            template = template.decode()
+            suffixes = self._template_keys.get(template)
+            if suffixes is None:
+                keys = Keys(self.prefix, template)
+                suffixes = [key[len(keys.base):] for key in keys.all(business_ids(self.client, keys))]
+                suffixes.remove(":ids")
+                suffixes.insert(0, ":ids")  # the script checks the template is whole by its first key
+                self._template_keys[template] = suffixes
+            if self.scripts["copy"](args=[Keys(self.prefix, template).base, Keys(self.prefix, uid).base, *suffixes]):
+                return uid
+            self.client.delete(pointer)  # the template's data is gone (flushed, evicted): write it again
+            self._template_keys.pop(template, None)
+        raise StoreUnavailable("the seeded template kept disappearing from Redis")
 
     def unlink_generation(self, uid: str) -> None:
         keys = Keys(self.prefix, uid)
@@ -289,21 +318,28 @@ class RedisSandbox:
 
     @mapped
     def namespace(self, name: str | None) -> RedisNamespace:
+        """The namespace as it is now, and its rules, in one round trip (made on first use)."""
         name = DEFAULT_NAMESPACE if name is None else name
-        fields = self.client.hgetall(self.namespace_key(name))
+        seen = REQUEST_NAMESPACES.get()
+        if seen is not None and name in seen:
+            return seen[name]
+        found = self._resolve(name)
+        if seen is not None:
+            seen[name] = found
+        return found
+
+    def _resolve(self, name: str) -> RedisNamespace:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.namespace_key(name))
+        pipe.hgetall(rule_keys(self.prefix, name)[0])
+        fields, rules = pipe.execute()
         if not fields:
             return self.create(name)[0]
-        return self._view(name, fields)
+        return self._view(name, fields, rules)
 
-    def _view(self, name: str, fields: dict) -> RedisNamespace:
-        nsid = fields[b"nsid"].decode()
-        with self._lock:
-            rules = self._rules.get((name, nsid))
-            if rules is None:
-                for key in [key for key in self._rules if key[0] == name]:
-                    del self._rules[key]
-                rules = self._rules[(name, nsid)] = RuleBook()
-        return RedisNamespace(self, name, fields, rules)
+    def _view(self, name: str, fields: dict, rules: dict | None = None) -> RedisNamespace:
+        book = RedisRuleBook(self.client, self.prefix, name, rules, self.scripts["take_rule"])
+        return RedisNamespace(self, name, fields, book)
 
     @mapped
     def create(self, name: str, seed: int | None = None, scenario: Scenario | None = None,
@@ -337,6 +373,7 @@ class RedisSandbox:
                 pipe.multi()
                 pipe.hset(key, mapping=made)
                 pipe.sadd(names, name)
+                pipe.delete(*rule_keys(self.prefix, name))  # a new namespace's rules count from 1
                 pipe.execute()
             except WatchError:  # another process made it first: theirs is the namespace
                 self.unlink_generation(uid)
@@ -365,7 +402,7 @@ class RedisSandbox:
                     old_keys = Keys(self.prefix, old.decode())
                     stale = old_keys.all(business_ids(pipe, old_keys))
                     pipe.multi()
-                    pipe.delete(key)
+                    pipe.delete(key, *rule_keys(self.prefix, name))
                     pipe.srem(f"{self.prefix}:names", name)
                     pipe.unlink(*stale)
                     pipe.execute()
@@ -400,6 +437,22 @@ class RedisSandbox:
         clock.restore(json.loads(fields[b"clock"]))
         clock.nsid = fields[b"nsid"].decode()
         return clock
+
+    def token_book(self) -> RedisTokenBook:
+        return RedisTokenBook(self.client, self.prefix)
+
+    @mapped
+    def whoami_key(self) -> bytes:
+        """One key for every worker and replica, so that /whoami names a token's client alike."""
+        key = f"{self.prefix}:whoami-key"
+        self.client.set(key, secrets.token_bytes(32), nx=True)
+        return self.client.get(key)
+
+    def rate_limiter(self, per_second: int) -> RedisRateLimiter:
+        return RedisRateLimiter(per_second, self.client, self.prefix)
+
+    def journal(self, size: int) -> RedisJournal:
+        return RedisJournal(size, self.client, self.prefix)
 
     def checkpoint(self) -> int:
         raise AssertionError("a Redis store has no state file")

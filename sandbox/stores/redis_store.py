@@ -272,6 +272,15 @@ return {members, redis.call('HMGET', KEYS[3], unpack(ids))}
 """
 
 
+# A template generation copied whole under a new uid (a namespace made or reset): every key on the
+# server, in one step; 0 when the template's data is gone (the caller writes it again).
+COPY_SCRIPT = """
+if redis.call('EXISTS', ARGV[1] .. ARGV[3]) == 0 then return 0 end
+for i = 3, #ARGV do redis.call('COPY', ARGV[1] .. ARGV[i], ARGV[2] .. ARGV[i]) end
+return 1
+"""
+
+
 class Stale(Exception):
     """The namespace was pointed at another generation (reset, import, fixtures) mid-call."""
 
@@ -774,44 +783,77 @@ class RedisStore:
 
     def _write(self, business_id: str, rules: Callable[[_Unit], object]):
         """Run the memory store's rules on a unit of work and commit its changes atomically,
-        rerunning them on the new state when another write committed first."""
+        rerunning them on the new state when another write committed first.
+
+        Every attempt's commit also sets this write's marker, `P:w:{write id}`, to the attempt's
+        number, and every attempt WATCHes it. A commit whose answer was lost (Redis killed, the
+        connection cut) is in doubt: the write waits for Redis (up to WRITE_TIMEOUT_SECONDS),
+        and the marker then says whether, and which, attempt was applied; an attempt that
+        arrives late can no longer apply, since the marker it would set is WATCHed. So a write is
+        applied at most once, and answered as applied whenever it was."""
         business_id = business_id.lower()
         deadline = time.monotonic() + WRITE_TIMEOUT_SECONDS
+        marker = f"{self.prefix}:w:{secrets.token_hex(12)}"
+        results: dict[int, object] = {}
         attempt = 0
         while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(self.keys.version)
-                    name, raw_ids = pipe.hget(self.keys.names, business_id), pipe.get(self.keys.ids)
-                    if raw_ids is None:
-                        raise Stale
-                    if name is None:
-                        raise NotFound(f"Business {business_id} not found", field="businessId",
-                                       resource="business", id=business_id)
-                    state, drawn = loads(raw_ids)
-                    ids = IdSource(0)
-                    ids.set_state(state)
-                    ids.drawn = drawn
-                    unit = _Unit(pipe, self.keys, business_id, name.decode(), ids, self.clock)
-                    result = rules(unit)
-                    commands = unit.plan()
-                    pipe.multi()
-                    for name, *args in commands:
-                        getattr(pipe, name)(*args)
-                    if ids.drawn != drawn:
-                        pipe.set(self.keys.ids, dumps((ids.state(), ids.drawn)))
-                    pipe.incr(self.keys.version)
-                    pipe.execute()
-                    return result
-                except Stale:
-                    self._follow()
-                except WatchError:
-                    pass
+            sent = False
+            try:
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(self.keys.version, marker)
+                        done = pipe.get(marker)
+                        if done is not None:
+                            return results[int(done)]
+                        name, raw_ids = pipe.hget(self.keys.names, business_id), pipe.get(self.keys.ids)
+                        if raw_ids is None:
+                            raise Stale
+                        if name is None:
+                            raise NotFound(f"Business {business_id} not found", field="businessId",
+                                           resource="business", id=business_id)
+                        state, drawn = loads(raw_ids)
+                        ids = IdSource(0)
+                        ids.set_state(state)
+                        ids.drawn = drawn
+                        unit = _Unit(pipe, self.keys, business_id, name.decode(), ids, self.clock)
+                        results[attempt] = result = rules(unit)
+                        commands = unit.plan()
+                        pipe.multi()
+                        for command, *args in commands:
+                            getattr(pipe, command)(*args)
+                        if ids.drawn != drawn:
+                            pipe.set(self.keys.ids, dumps((ids.state(), ids.drawn)))
+                        pipe.incr(self.keys.version)
+                        pipe.set(marker, attempt, ex=600)
+                        sent = True
+                        pipe.execute()
+                        return result
+                    except Stale:
+                        self._follow()
+                    except WatchError:
+                        pass
+            except UNAVAILABLE:
+                if not sent:
+                    raise  # no commit was sent: a plain 503, nothing changed
+                self._await_redis(deadline)  # in doubt: the marker will tell
             attempt += 1
             if time.monotonic() > deadline:
                 raise StoreBusy("the write lost the race for its namespace for too long; nothing was changed")
             if attempt > 2:
                 time.sleep(random.uniform(0, min(2 ** attempt, 20)) / 1000)
+
+    def _await_redis(self, deadline: float) -> None:
+        """Wait for Redis to answer again; StoreUnavailable saying the write is in doubt if it does
+        not before `deadline`."""
+        while time.monotonic() < deadline:
+            try:
+                self.client.ping()
+                return
+            except UNAVAILABLE:
+                time.sleep(0.05)
+        raise StoreUnavailable("Redis went away while this write was being committed and did not come back "
+                               "in time: it may have been applied; fetch before retrying (or retry a create "
+                               "with the same external_id, an upsert)", in_doubt=True)
 
     @mapped
     def create_customer(self, business_id: str, params: dict) -> tuple[Customer, bool]:
