@@ -36,6 +36,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from conftest import store_args
 from support import SandboxProcess, load_spec, report
 
 TOKEN = "schemathesis"
@@ -281,10 +282,11 @@ def link_name(transition: str) -> str:
     return re.search(r" -> \[\d+\] (\S+) -> ", transition).group(1)
 
 
-def test_schemathesis_finds_nothing(tmp_path):
+def test_schemathesis_finds_nothing(tmp_path, request, store):
     operations = contract_operations()
     declared = set(load_spec()["components"]["links"])
-    server = SandboxProcess(tmp_path / "server", "--token", TOKEN, "--client", f"{CLIENT_ID}:{CLIENT_SECRET}")
+    server = SandboxProcess(tmp_path / "server", "--token", TOKEN, "--client", f"{CLIENT_ID}:{CLIENT_SECRET}",
+                            *store_args(request, store))
     try:
         business, cursors, credit_external_ids = seeded_inputs(server.base_url)
         units = Run(tmp_path / "all-phases", server.base_url,
@@ -328,7 +330,7 @@ def test_schemathesis_finds_nothing(tmp_path):
     default_links = re.search(links_line, units.output).group(3)
     contract_links = re.search(links_line, chains.output).group(3)
     report(
-        f"schemathesis: {len(operations)} operations served, all tested with all checks and every one "
+        f"schemathesis ({store} store): {len(operations)} operations served, all tested with all checks and every one "
         f"answered 2xx; {generated} cases ({units.generated} in examples/coverage/fuzzing/stateful, "
         f"{chains.generated} in a stateful run on the contract's links), no issues; links followed: "
         f"{covered} of {default_links} in the first run, {len(followed)} of the contract's {contract_links} "
@@ -336,7 +338,7 @@ def test_schemathesis_finds_nothing(tmp_path):
         f"{seconds:.0f} s in Schemathesis"
     )
     per_operation = {operations[label]: sum(statuses.values()) for label, statuses in answers.items()}
-    report("schemathesis cases per operation (first run): "
+    report(f"schemathesis cases per operation ({store} store, first run): "
            + ", ".join(f"{operation} {count}" for operation, count in sorted(per_operation.items())))
 
 
