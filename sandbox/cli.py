@@ -150,6 +150,10 @@ def _warn_about_scoped_tokens(config: Config, app) -> None:
 @click.option("--store-prefix", envvar="LAYER_SANDBOX_STORE_PREFIX", default="lsbx", show_default=True,
               help="What every Redis key of this sandbox starts with: processes with the same --store and "
                    "prefix serve one sandbox. [env LAYER_SANDBOX_STORE_PREFIX]")
+@click.option("--namespace-ttl", envvar="LAYER_SANDBOX_NAMESPACE_TTL", type=click.IntRange(1), default=None,
+              help="With --store redis: a namespace (the default one aside) that gets no request for this many "
+                   "seconds is deleted, its data swept (for CI farms that never clean up). "
+                   "[env LAYER_SANDBOX_NAMESPACE_TTL]")
 @click.option("--workers", envvar="LAYER_SANDBOX_WORKERS", type=click.IntRange(1), default=1, show_default=True,
               help="Serving processes on the one port; more than 1 needs --store redis://... (they share its "
                    "state). [env LAYER_SANDBOX_WORKERS]")
@@ -200,6 +204,9 @@ def main(ctx: click.Context, **options) -> None:
     if config.workers > 1 and config.store == "memory":
         raise click.UsageError("--workers above 1 needs --store redis://...: workers share no memory, so each "
                                "would hold a sandbox of its own")
+    if config.namespace_ttl is not None and config.store == "memory":
+        raise click.UsageError("--namespace-ttl needs --store redis://... (a memory sandbox's namespaces end "
+                               "with it; delete one with DELETE /__sandbox/namespaces/NAME)")
     if config.store != "memory":
         if not config.store.startswith(("redis://", "rediss://", "unix://")):
             raise click.BadParameter("use memory or a redis://, rediss:// or unix:// URL", param_hint="--store")

@@ -36,6 +36,9 @@ class Config:
     # number of sandbox processes share; `store_prefix` starts every key the sandbox writes there.
     store: str = "memory"
     store_prefix: str = "lsbx"
+    # Seconds a namespace other than the default one lives without a request (Redis store only):
+    # for CI farms that make a namespace per job and never delete it. None: until deleted.
+    namespace_ttl: int | None = None
     # Serving processes on the one port (more than one needs the Redis store): sandbox.workers.
     workers: int = 1
     journal_size: int = 1000

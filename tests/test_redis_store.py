@@ -397,3 +397,48 @@ def test_redis_unreachable_at_start_is_one_line_and_exit_1(tmp_path):
     assert workers.returncode == 2 and "--workers" in workers.stderr, (workers.returncode, workers.stderr)
     report(f"redis down at start: exit 1 with one line in {took:.1f} s; --state-file, --store bogus and "
            "--workers 2 on the memory store exit 2")
+
+
+# ------------------------------------------------------------------------------ --namespace-ttl
+
+
+def test_an_idle_namespace_expires_and_its_data_is_swept(redis_server, tmp_path):
+    """--namespace-ttl 2: a namespace without requests for 2 s is gone (listed no more, made
+    afresh on its next use) and, a grace later, its data is unlinked from Redis; the default
+    namespace never expires."""
+    import redis
+
+    prefix = f"ttl-{uuid.uuid4().hex[:8]}"
+    sandbox = SandboxProcess(tmp_path / "ttl", "--store", redis_server.url, "--store-prefix", prefix,
+                             "--namespace-ttl", "2")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        api = httpx.Client(base_url=sandbox.base_url, headers={**AUTH, "X-Sandbox-Namespace": "ci-job-1"}, timeout=10)
+        default = httpx.Client(base_url=sandbox.base_url, headers=AUTH, timeout=10)
+        business = api.get("/__sandbox/businesses").json()["data"][0]
+        path = credits_path(business["id"])
+        made = api.post(path, json={"customer_id": business["customers"][0]["id"],
+                                    "line_items": [stable_line("SALES", 100)]})
+        assert made.status_code == 201, made.text
+        kept = default.post(path, json={"customer_id": business["customers"][0]["id"],
+                                        "line_items": [stable_line("SALES", 200)]}).json()["data"]["id"]
+        generation = client.hget(f"{prefix}:ns:ci-job-1", "uid").decode()
+        assert client.exists(f"{prefix}:d:{generation}:ids")
+        names = lambda: {n["namespace"] for n in httpx.get(f"{sandbox.base_url}/__sandbox/namespaces").json()["data"]}
+        assert "ci-job-1" in names()
+
+        deadline = time.monotonic() + 20
+        while client.exists(f"{prefix}:d:{generation}:ids") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            assert default.get(path, params={"limit": 1}).status_code == 200  # requests drive the sweeper
+        assert not client.exists(f"{prefix}:d:{generation}:ids"), "the expired namespace's data was not swept"
+        assert not client.keys(f"{prefix}:d:{generation}:*")
+        assert "ci-job-1" not in names()
+        assert default.get(f"{path}/{kept}").status_code == 200, "the default namespace expired"
+        again = api.get(path, params={"limit": 1000}).json()["data"]  # made afresh, as seeded
+        assert made.json()["data"]["id"] not in {c["id"] for c in again}
+        report(f"namespace ttl: an idle namespace expired after 2 s and its data was swept within "
+               f"{20 - (deadline - time.monotonic()):.1f} s; the default namespace kept its writes")
+    finally:
+        client.close()
+        sandbox.stop()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
+import time
 from pathlib import Path
 
 import redis
@@ -116,12 +118,12 @@ class RedisNamespace:
                     if store is None:
                         raise Stale
                     new_store, added = fixtures.apply(store, body, lambda: format_timestamp(self.clock()))
-                    uid = new_uid()
-                    write_generation(client, Keys(self.backend.prefix, uid), new_store)
+                    uid = self.backend.new_generation(new_store)
                     try:
                         pipe.multi()
                         pipe.hset(self.key, "uid", uid)
                         pipe.unlink(*keys.all(business_ids(client, keys)))
+                        pipe.hdel(self.backend.uids_key, keys.uid)
                         pipe.execute()
                     except WatchError:
                         self.backend.unlink_generation(uid)
@@ -195,6 +197,7 @@ class RedisSandbox:
                         "take_rule": self.client.register_script(TAKE_RULE),
                         "copy": self.client.register_script(COPY_SCRIPT)}
         self._template_keys: dict[str, list[str]] = {}
+        self.sweep_seconds = min(60.0, float(config.namespace_ttl or 60))
         self._scenarios: dict[str, Scenario] = {str(self.scenario.path): self.scenario}
         self.namespace(DEFAULT_NAMESPACE)
         if config.load_state is not None and self._made_default:
@@ -255,8 +258,15 @@ class RedisSandbox:
             self._scenarios[path] = found
         return found
 
-    def new_generation(self, store) -> str:
+    @property
+    def uids_key(self) -> str:
+        """Every namespace generation (uid -> when it was made), for the sweeper; templates aside."""
+        return f"{self.prefix}:uids"
+
+    def new_generation(self, store, template: bool = False) -> str:
         uid = new_uid()
+        if not template:  # registered first: a process that dies while writing leaves nothing unswept
+            self.client.hset(self.uids_key, uid, int(time.time()))
         write_generation(self.client, Keys(self.prefix, uid), store)
         return uid
 
@@ -269,7 +279,7 @@ class RedisSandbox:
         for _ in range(3):
             template = self.client.get(pointer)
             if template is None:
-                made = self.new_generation(self.templates.store(scenario, seed, clock=clock))
+                made = self.new_generation(self.templates.store(scenario, seed, clock=clock), template=True)
                 if self.client.set(pointer, made, nx=True):
                     template = made.encode()
                 else:  # another process published one first
@@ -283,6 +293,7 @@ class RedisSandbox:
                 suffixes.remove(":ids")
                 suffixes.insert(0, ":ids")  # the script checks the template is whole by its first key
                 self._template_keys[template] = suffixes
+            self.client.hset(self.uids_key, uid, int(time.time()))
             if self.scripts["copy"](args=[Keys(self.prefix, template).base, Keys(self.prefix, uid).base, *suffixes]):
                 return uid
             self.client.delete(pointer)  # the template's data is gone (flushed, evicted): write it again
@@ -292,6 +303,7 @@ class RedisSandbox:
     def unlink_generation(self, uid: str) -> None:
         keys = Keys(self.prefix, uid)
         self.client.unlink(*keys.all(business_ids(self.client, keys)))
+        self.client.hdel(self.uids_key, uid)
 
     def repoint(self, name: str, uid: str, fields: dict) -> None:
         """Point the namespace at generation `uid` (with `fields`), unlinking the one it left."""
@@ -309,6 +321,7 @@ class RedisSandbox:
                     pipe.multi()
                     pipe.hset(key, mapping={"uid": uid, **{k: str(v) for k, v in fields.items()}})
                     pipe.unlink(*stale)
+                    pipe.hdel(self.uids_key, old_keys.uid)
                     pipe.execute()
                     return
                 except WatchError:
@@ -332,7 +345,9 @@ class RedisSandbox:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.namespace_key(name))
         pipe.hgetall(rule_keys(self.prefix, name)[0])
-        fields, rules = pipe.execute()
+        if self.config.namespace_ttl and name != DEFAULT_NAMESPACE:
+            pipe.expire(self.namespace_key(name), self.config.namespace_ttl)  # idle for the TTL: gone
+        fields, rules, *_ = pipe.execute()
         if not fields:
             return self.create(name)[0]
         return self._view(name, fields, rules)
@@ -372,6 +387,8 @@ class RedisSandbox:
                     raise WatchError
                 pipe.multi()
                 pipe.hset(key, mapping=made)
+                if self.config.namespace_ttl and name != DEFAULT_NAMESPACE:
+                    pipe.expire(key, self.config.namespace_ttl)
                 pipe.sadd(names, name)
                 pipe.delete(*rule_keys(self.prefix, name))  # a new namespace's rules count from 1
                 pipe.execute()
@@ -405,6 +422,7 @@ class RedisSandbox:
                     pipe.delete(key, *rule_keys(self.prefix, name))
                     pipe.srem(f"{self.prefix}:names", name)
                     pipe.unlink(*stale)
+                    pipe.hdel(self.uids_key, old_keys.uid)
                     pipe.execute()
                     return True
                 except WatchError:
@@ -458,7 +476,47 @@ class RedisSandbox:
         raise AssertionError("a Redis store has no state file")
 
     def compact_if_due(self) -> None:
-        return None
+        """Between requests: sweep, at most once a SWEEP_SECONDS across all processes."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_seconds
+        try:
+            if self.client.set(f"{self.prefix}:sweep", os.getpid(), nx=True, ex=max(1, int(self.sweep_seconds))):
+                swept = self.sweep()
+                if any(swept):
+                    log.info("swept %d expired namespaces and %d unused generations of data", *swept)
+        except redis.RedisError as exc:
+            if unavailable_reason(exc) is None:
+                raise
+            log.warning("sweep skipped: %s", unavailable_reason(exc))
+
+    _next_sweep = 0.0
+
+    def sweep(self) -> tuple[int, int]:
+        """Forget namespaces whose hash expired (--namespace-ttl) and unlink every generation of
+        data no namespace points at any more, made more than a grace ago (twice the sweep's
+        period, 5 to 120 s: one that a reset or fixtures is still writing is younger). Returns
+        (namespaces, generations)."""
+        grace = min(120.0, max(5.0, 2 * self.sweep_seconds))
+        names = [raw.decode() for raw in self.client.smembers(f"{self.prefix}:names")]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.namespace_key(name), "uid")
+        pointed = dict(zip(names, pipe.execute()))
+        gone = [name for name, uid in pointed.items() if uid is None]
+        for name in gone:
+            self.client.srem(f"{self.prefix}:names", name)
+            self.client.delete(*rule_keys(self.prefix, name))
+        live = {uid.decode() for uid in pointed.values() if uid is not None}
+        cutoff = time.time() - grace
+        stale = [uid.decode() for uid, made in self.client.hgetall(self.uids_key).items()
+                 if uid.decode() not in live and int(made) < cutoff]
+        for uid in stale:
+            if self.client.hget(self.namespace_key(DEFAULT_NAMESPACE), "uid") == uid.encode():
+                continue
+            self.unlink_generation(uid)
+        return len(gone), len(stale)
 
     @property
     def store(self) -> RedisStore:
