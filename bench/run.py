@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py            # the full run (about 8 minutes here)
     .venv/bin/python bench/run.py --quick    # a smoke run of every part (seconds; the tests run it)
-    .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces, pact
+    .venv/bin/python bench/run.py --parts routes   # one part only: load, cold, sizes, routes, namespaces, pact, stores
 
 Everything runs on 127.0.0.1, one server at a time. It measures:
 
@@ -22,6 +22,10 @@ Everything runs on 127.0.0.1, one server at a time. It measures:
   what the pytest plugin adds to a consumer's suite: the same 500 tests (each makes one API call)
   run with a fresh namespace per test, against one shared namespace, and a no-sandbox baseline
   whose tests make no call at all;
+- stores: the same mixed workload (32 connections) on the memory store (one process), on the Redis
+  store with one worker and with two (`--workers 2`), beside Prism, with a redis-server of the run's
+  own (Debian's, AOF with fsync always): throughput, p50/p99, and the CPU each request costs the
+  sandbox's processes and redis-server (the inputs of the README's scaling estimate);
 - pact: `layer-sandbox verify-pact` on a pact of 50 interactions (a consumer's flow: list
   customers, fetch an invoice, apply a credit, read the invoice again; each with its provider
   states), against a running sandbox (`--url`) and with a sandbox started for the run: the wall
@@ -58,7 +62,7 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 TOKEN = {"Authorization": "Bearer bench-token"}
 NO_VALIDATION = "LAYER_SANDBOX_BENCH_NO_VALIDATION"
 SERVERS = {"sandbox": "sandbox", "sandbox-unvalidated": "sandbox, validation off", "prism": "Prism"}
-PARTS = ["load", "cold", "sizes", "routes", "namespaces", "pact"]  # --parts: which to run, in this order
+PARTS = ["load", "cold", "sizes", "routes", "namespaces", "pact", "stores"]  # --parts: which to run, in this order
 
 
 def free_port() -> int:
@@ -109,7 +113,7 @@ class Server:
     """One server process on a free loopback port; `ready_after` is start to first good answer."""
 
     def __init__(self, kind: str, *, prism: Path | None = None, scenario: str | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, flags: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -120,6 +124,7 @@ class Server:
         else:
             command = [sandbox_script(), "--port", str(self.port), "--max-namespaces", "1000"]
             command += ["--scenario", scenario] if scenario else []
+            command += list(flags)
             if kind == "sandbox-unvalidated":
                 env[NO_VALIDATION] = "1"
             probe = (f"{self.base}/__sandbox/health", {})
@@ -156,6 +161,93 @@ class Server:
 
     def __exit__(self, *_exc) -> None:
         self.stop()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a sandbox's --workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+class RedisServer:
+    """The run's own redis-server (Debian's), on a free loopback port, with the durability the
+    Redis store documents (AOF, fsync always)."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            sys.exit("redis-server is missing: apt-get install redis-server")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+             "--appendonly", "yes", "--appendfsync", FSYNC, "--logfile", "redis.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+FSYNC = os.environ.get("BENCH_REDIS_FSYNC", "always")
+STORE_SETUPS = {"memory": ("memory store, 1 process", ()), "redis-1": ("Redis store, 1 worker", ("redis", 1)),
+                "redis-2": ("Redis store, 2 workers", ("redis", 2))}
+
+
+def measure_stores(wrk: str, prism: Path | None, connections: int, duration: float, warmup: float,
+                   out: Path) -> dict:
+    """The mixed workload on each store set-up (and Prism), with CPU per request of the sandbox's
+    processes (t_w) and of redis-server (t_r)."""
+    shutil.rmtree(out / "redis", ignore_errors=True)  # a fresh Redis: an old run's AOF would be replayed
+    redis = RedisServer(out / "redis")
+    results = {}
+    try:
+        for number, (name, (_label, setup)) in enumerate(STORE_SETUPS.items()):
+            flags = () if not setup else ("--store", redis.url, "--store-prefix", f"bench{number}",
+                                          "--workers", str(setup[1]))
+            with Server("sandbox", flags=flags) as server:
+                write_ids(server.base)
+                if warmup:
+                    run_wrk(wrk, server.base, 8, warmup, BENCH / "workload.lua")
+                    # Requests wrk sent before it stopped may still be queued: a late delete after the
+                    # reset would take a credit the measured run makes again (ids repeat after a reset).
+                    time.sleep(1.0)
+                httpx.post(f"{server.base}/__sandbox/reset")
+                pids = [server.process.pid, *children(server.process.pid)]
+                before = sum(cpu_seconds(pid) for pid in pids), cpu_seconds(redis.process.pid)
+                row = run_wrk(wrk, server.base, connections, duration, BENCH / "workload.lua")
+                after = sum(cpu_seconds(pid) for pid in pids), cpu_seconds(redis.process.pid)
+                row["processes"] = len(pids)
+                row["sandbox_cpu_ms_per_request"] = round((after[0] - before[0]) / max(row["requests"], 1) * 1000, 3)
+                row["redis_cpu_ms_per_request"] = (round((after[1] - before[1]) / max(row["requests"], 1) * 1000, 3)
+                                                   if setup else None)
+                results[name] = row
+                print(f"  stores {name:>8} @ {connections} connections: {row['requests_per_second']:.0f} req/s", flush=True)
+        if prism is not None:
+            with Server("prism", prism=prism) as server:
+                results["prism"] = run_wrk(wrk, server.base, connections, duration, BENCH / "workload.lua")
+    finally:
+        redis.stop()
+    return {"connections": connections, "rows": results}
 
 
 def first_business(base: str) -> dict:
@@ -554,6 +646,19 @@ def markdown(results: dict) -> str:
                   f"namespace, {suite['seconds']['baseline']} s for the same tests with no sandbox and no call",
                   f"- the plugin's namespace per test: {suite['ms_per_test_namespace']} ms a test; everything over the "
                   f"no-sandbox baseline (the API call included): {suite['ms_per_test_over_baseline']} ms a test"]
+    if "stores" in results:
+        stores = results["stores"]
+        rows = stores["rows"]
+        prism_rps = rows.get("prism", {}).get("requests_per_second")
+        lines += ["", f"### Stores (bench/workload.lua, {stores['connections']} connections)", "",
+                  "| set-up | req/s | p50 ms | p99 ms | non-2xx | sandbox CPU ms/request | redis-server CPU ms/request "
+                  "| req/s vs Prism |", "|---|---|---|---|---|---|---|---|"]
+        for name, row in rows.items():
+            label = "Prism" if name == "prism" else STORE_SETUPS[name][0]
+            lines.append(f"| {label} | {row['requests_per_second']:.0f} | {row['p50_ms']} | {row['p99_ms']} | "
+                         f"{row['non_2xx']} | {row.get('sandbox_cpu_ms_per_request', '')} | "
+                         f"{row.get('redis_cpu_ms_per_request') or ''} | "
+                         f"{ratio(row['requests_per_second'], prism_rps) if name != 'prism' else ''} |")
     if "pact" in results:
         lines += ["", "### verify-pact", "", "| sandbox | interactions | wall s (the command) | verification s (both "
                   "checks, all interactions) | interactions/s | interactions/s, wall |", "|---|---|---|---|---|---|"]
@@ -629,7 +734,7 @@ def main() -> None:
     sizes = [int(c) for c in args.credits.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     wrk = ensure_wrk()
-    prism = None if args.skip_prism or not {"load", "cold"} & set(parts) else ensure_prism()
+    prism = None if args.skip_prism or not {"load", "cold", "stores"} & set(parts) else ensure_prism()
     servers = ["sandbox", "sandbox-unvalidated"] + ([] if args.skip_prism else ["prism"])
 
     results = {
@@ -654,6 +759,9 @@ def main() -> None:
     if "namespaces" in parts:
         print("namespaces ...", flush=True)
         results["namespaces"] = measure_namespaces(args.plugin_tests, 20 if args.quick else 500, args.out)
+    if "stores" in parts:
+        print("stores ...", flush=True)
+        results["stores"] = measure_stores(wrk, prism, 1 if args.quick else 32, args.duration, args.warmup, args.out)
     if "pact" in parts:
         print("verify-pact ...", flush=True)
         results["pact"] = measure_pact(8 if args.quick else 50, 1 if args.quick else 3, args.out)

@@ -42,8 +42,10 @@ class RedisTokenBook:
 
     @mapped
     def get(self, token: str):
-        from ..auth import Client, Issued
+        from ..auth import TOKEN_PREFIX, Client, Issued
 
+        if not token.startswith(TOKEN_PREFIX):  # not one the sandbox issued: no round trip
+            return None
         raw = self.client.get(f"{self.prefix}:tok:{_digest(token)}")
         if raw is None:
             return None
