@@ -3,6 +3,8 @@
 #   docker run --rm -p 8088:8088 layer-sandbox            (any bearer token)
 #   docker run --rm -p 8088:8088 -e LAYER_SANDBOX_TOKEN=t -e LAYER_SANDBOX_SEED=7 layer-sandbox
 #   docker run --rm -v "$PWD/pacts:/pacts:ro" layer-sandbox verify-pact /pacts   (a consumer's pacts)
+#   docker run --rm -p 8088:8088 -e LAYER_SANDBOX_STORE=redis://redis:6379/0 -e LAYER_SANDBOX_WORKERS=4 layer-sandbox
+#       (state in a Redis that any number of such containers share; see docs/redis.md)
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,11 +17,12 @@ COPY pyproject.toml setup.py MANIFEST.in README.md openapi.yaml ./
 COPY sandbox ./sandbox
 COPY fixtures ./fixtures
 # A regular (not editable) install: the wheel carries openapi.yaml and fixtures/. With the `pact`
-# extra (pact-python and its Rust FFI, about 2 MB), `verify-pact` works in the image too.
-# DL3013 (pin versions) reads '.[pact]' as a package from PyPI: it is this project, whose
+# extra (pact-python and its Rust FFI, about 2 MB), `verify-pact` works in the image too; with the
+# `redis` extra (redis-py, pure Python), `--store redis://...` and `--workers`.
+# DL3013 (pin versions) reads '.[pact,redis]' as a package from PyPI: it is this project, whose
 # dependencies are bounded in pyproject.toml, as the plain `.` it accepted before.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[pact]' \
+RUN pip install --no-cache-dir '.[pact,redis]' \
     && rm -rf /build \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin sandbox \
     && install -d -o 10001 -g 10001 /data

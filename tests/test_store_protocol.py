@@ -1,5 +1,5 @@
-"""The store's boundary (sandbox/stores/protocol.py) is the one the code keeps: the memory store
-offers every operation of the protocol with the protocol's own signature, and the handlers ask a
+"""The store's boundary (sandbox/stores/protocol.py) is the one the code keeps: the memory and the
+Redis store each offer every operation of the protocol with its own signature, and the handlers ask a
 store for nothing else (they hold no lock of its either)."""
 
 from __future__ import annotations
@@ -7,7 +7,10 @@ from __future__ import annotations
 import inspect
 import re
 
+import pytest
+
 from layer_sandbox.stores.memory import MemoryStore
+from layer_sandbox.stores.redis_store import RedisStore
 from layer_sandbox.stores.protocol import CreditStore
 from support import ROOT
 
@@ -23,14 +26,15 @@ def test_the_protocol_names_the_api_s_operations():
         "update_customer"])
 
 
-def test_the_memory_store_offers_each_operation_with_the_protocols_signature():
+@pytest.mark.parametrize("implementation", [MemoryStore, RedisStore], ids=["memory", "redis"])
+def test_each_store_offers_each_operation_with_the_protocols_signature(implementation):
     for name in OPERATIONS:
-        ours, declared = inspect.signature(getattr(MemoryStore, name)), inspect.signature(getattr(CreditStore, name))
+        ours, declared = inspect.signature(getattr(implementation, name)), inspect.signature(getattr(CreditStore, name))
         assert list(ours.parameters) == list(declared.parameters), name
         for parameter, expected in declared.parameters.items():
             got = ours.parameters[parameter]
             assert (got.kind, got.default) == (expected.kind, expected.default), (name, parameter)
-    assert issubclass(MemoryStore, CreditStore)
+    assert issubclass(implementation, CreditStore)
 
 
 def test_handlers_call_nothing_but_the_protocol_on_a_store():
