@@ -42,10 +42,8 @@ from .errors import (
 from .forced import ResponseCatalog
 from .handlers import Handlers
 from .inline_wsgi import InlineWSGI
-from .journal import Journal
 from .jsontext import ResponseJson
 from .pipeline import CONTRACT_HEADER, Edge, Pipeline
-from .ratelimit import RateLimiter
 from .resources import load_spec
 from .runtime import NAMESPACE_HEADER, Sandbox, open_sandbox
 from .store import StoreError, StoreUnavailable

@@ -99,17 +99,8 @@ class Journal:
         not have."""
         with self._lock:
             entries = list(self._entries)
-        selected = [
-            e for e in entries
-            if (namespace is None or e["namespace"] == namespace)
-            and (method is None or e["method"] == method.upper())
-            and (path is None or path in e["path"])
-            and (status is None or e["status"] == status)
-            and (operation_id is None or e.get("operation_id") == operation_id)
-            and (contract is None or contract in _outcomes(e))
-            and (after is None or e["id"] > after)
-        ]
-        return [_readable(e) for e in (selected[-limit:] if limit else selected)]
+        selected = select(entries, namespace, method, path, status, operation_id, contract, after, limit)
+        return [_readable(e) for e in selected]
 
     def clear(self, namespace: str | None = None) -> int:
         with self._lock:
@@ -123,6 +114,23 @@ class Journal:
             for name in BODIES:
                 self._holding[name] = deque(e for e in self._holding[name] if not e.get("retired"))
             return before - len(kept)
+
+
+def select(entries: list[dict], namespace: str | None, method: str | None, path: str | None, status: int | None,
+           operation_id: str | None, contract: str | None, after: int | None, limit: int | None) -> list[dict]:
+    """The entries GET /__sandbox/requests asks for (see Journal.query), oldest first: the one filter
+    of every journal, in this process or in Redis."""
+    selected = [
+        e for e in entries
+        if (namespace is None or e["namespace"] == namespace)
+        and (method is None or e["method"] == method.upper())
+        and (path is None or path in e["path"])
+        and (status is None or e["status"] == status)
+        and (operation_id is None or e.get("operation_id") == operation_id)
+        and (contract is None or contract in _outcomes(e))
+        and (after is None or e["id"] > after)
+    ]
+    return selected[-limit:] if limit else selected
 
 
 def _outcomes(entry: dict) -> tuple[str, ...]:

@@ -218,6 +218,19 @@ def paginate(
                    matches=matches, with_total=with_total)
 
 
+def take_page(candidates: Iterator, matches: Callable[[object], bool] | None, limit: int) -> tuple[list, bool]:
+    """The first `limit` candidates that pass `matches` (in the order given), and whether another
+    one passes after them: the walk of every keyset page, whatever store it reads."""
+    items: list = []
+    for record in candidates:
+        if record is None or (matches is not None and not matches(record)):
+            continue
+        if len(items) == limit:
+            return items, True
+        items.append(record)
+    return items, False
+
+
 def page_of(
     index: SortedIndex,
     records: dict,
@@ -241,16 +254,8 @@ def page_of(
             raise InvalidCursor(f"was issued for sort_by={decoded.sort_by}&sort_order={decoded.sort_order}, "
                                 f"not sort_by={sort_by}&sort_order={sort_order}")
         after = decoded.after
-    items: list = []
-    has_more = False
-    for record_id in index.ids_after(after, sort_order == "DESC"):
-        record = records[record_id]
-        if matches is not None and not matches(record):
-            continue
-        if len(items) == limit:
-            has_more = True
-            break
-        items.append(record)
+    items, has_more = take_page((records[record_id] for record_id in index.ids_after(after, sort_order == "DESC")),
+                                matches, limit)
     next_cursor = Cursor(sort_by, sort_order, key(items[-1]), kind).encode() if has_more else None
     total = None
     if with_total:

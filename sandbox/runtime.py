@@ -105,13 +105,7 @@ class Namespace:
         """
         store = import_store(document, clock=self.clock)  # checks the whole document first
         self._attach(store)
-        scenario = self.scenario
-        name = document.get("scenario")
-        if name in scenario_names():
-            try:
-                scenario = Scenario.load(name)
-            except ScenarioError as exc:
-                raise StateError([f"scenario: {exc}"]) from None
+        scenario = scenario_of(document, self.scenario)
         if "clock" in document:
             try:
                 self.clock.restore(document["clock"])
@@ -120,6 +114,18 @@ class Namespace:
         self.detach()
         self.store, self.scenario = store, scenario
         self.seed = document.get("seed", self.seed)
+
+
+def scenario_of(document: dict, current: Scenario) -> Scenario:
+    """The scenario an export names, when it names a known one (else `current`): what a namespace
+    loaded from it resets to. StateError when the named scenario cannot be read."""
+    name = document.get("scenario")
+    if name not in scenario_names():
+        return current
+    try:
+        return Scenario.load(name)
+    except ScenarioError as exc:
+        raise StateError([f"scenario: {exc}"]) from None
 
 
 class Sandbox:

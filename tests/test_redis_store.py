@@ -293,7 +293,6 @@ def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_write(tmp_path
         for thread in threads:
             thread.start()
         time.sleep(1.0)
-        kill_sent = time.monotonic()
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
         killed_at = time.monotonic()

@@ -148,6 +148,21 @@ def _customer_matches(q: str | None) -> Callable[[Customer], bool] | None:
         c.individual_name, c.company_name, c.email, c.external_id))
 
 
+def customer_listed(q: str | None, identity: str | None) -> Callable[[Customer], bool]:
+    """Whether the customer list shows a customer: active, matching `q`, and with a name
+    (IDENTIFIED) or without one (UNIDENTIFIED) when `identity` asks."""
+    matches = _customer_matches(q)
+
+    def listed(customer: Customer) -> bool:
+        if customer.status == ARCHIVED or (matches is not None and not matches(customer)):
+            return False
+        if identity is None:
+            return True
+        named = customer.individual_name is not None or customer.company_name is not None
+        return named == (identity == "IDENTIFIED")
+    return listed
+
+
 @dataclass(frozen=True, slots=True)
 class InvoiceFilters:
     """Invoice list filters; `None` means "no constraint". Timestamps are fixed-width UTC strings."""
@@ -345,15 +360,7 @@ class Store:
                 except ValueError:
                     raise InvalidInput("cursor is not a cursor this sandbox issued for this list",
                                        field="cursor") from None
-            matches = _customer_matches(q)
-
-            def listed(customer: Customer) -> bool:
-                if customer.status == ARCHIVED or (matches is not None and not matches(customer)):
-                    return False
-                if identity is None:
-                    return True
-                named = customer.individual_name is not None or customer.company_name is not None
-                return named == (identity == "IDENTIFIED")
+            listed = customer_listed(q, identity)
 
             items: list[Customer] = []
             has_more, last = False, start - 1

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import orjson
 import redis
 
-from ..journal import BODY_LIMIT, _decode, _outcomes
+from ..journal import BODY_LIMIT, _decode, select
 from ..ratelimit import RateLimiter
 from ..rules import Directive, Rule, RuleBook
 from ..timestamps import format_timestamp, parse_timestamp
@@ -268,17 +268,7 @@ class RedisJournal:
     def query(self, namespace: str | None = None, method: str | None = None, path: str | None = None,
               status: int | None = None, operation_id: str | None = None, contract: str | None = None,
               after: int | None = None, limit: int | None = None) -> list[dict]:
-        selected = [
-            e for e in self._entries()
-            if (namespace is None or e["namespace"] == namespace)
-            and (method is None or e["method"] == method.upper())
-            and (path is None or path in e["path"])
-            and (status is None or e["status"] == status)
-            and (operation_id is None or e.get("operation_id") == operation_id)
-            and (contract is None or contract in _outcomes(e))
-            and (after is None or e["id"] > after)
-        ]
-        selected = selected[-limit:] if limit else selected
+        selected = select(self._entries(), namespace, method, path, status, operation_id, contract, after, limit)
         if not selected:
             return []
         pipe = self.client.pipeline(transaction=False)

@@ -26,15 +26,14 @@ from redis.exceptions import ResponseError, WatchError
 from .. import fixtures
 from ..clock import Clock, ClockError
 from ..config import Config
-from ..runtime import REQUEST_NAMESPACES
+from ..runtime import REQUEST_NAMESPACES, scenario_of
 from ..naming import (
     DEFAULT_NAMESPACE,
     DefaultNamespace,
-    NamespaceError,
     NamespaceLimit,
     check_namespace_name,
 )
-from ..seed import Scenario, ScenarioError, Templates, scenario_names
+from ..seed import Scenario, ScenarioError, Templates
 from ..snapshot import StateError, export_store, import_store
 from ..timestamps import format_timestamp
 from .protocol import StoreUnavailable
@@ -158,13 +157,7 @@ class RedisNamespace:
     @mapped
     def load(self, document: dict) -> None:
         store = import_store(document, clock=self.clock)
-        scenario = self.scenario
-        name = document.get("scenario")
-        if name in scenario_names():
-            try:
-                scenario = Scenario.load(name)
-            except ScenarioError as exc:
-                raise StateError([f"scenario: {exc}"]) from None
+        scenario = scenario_of(document, self.scenario)
         clock = Clock()
         clock.restore(self.clock.state())
         if "clock" in document:
@@ -305,27 +298,34 @@ class RedisSandbox:
         self.client.unlink(*keys.all(business_ids(self.client, keys)))
         self.client.hdel(self.uids_key, uid)
 
-    def repoint(self, name: str, uid: str, fields: dict) -> None:
-        """Point the namespace at generation `uid` (with `fields`), unlinking the one it left."""
+    def _leave_generation(self, name: str, change) -> bool:
+        """In one transaction, WATCHing the namespace: `change(pipe)` (queued after MULTI) and the
+        generation the namespace pointed at unlinked. False when there is no such namespace."""
         key = self.namespace_key(name)
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)
                     old = pipe.hget(key, "uid")
-                    if old is None:  # dropped meanwhile: the new data has no namespace to go to
-                        self.unlink_generation(uid)
-                        raise StoreUnavailable(f"namespace {name!r} was deleted while its data was replaced")
+                    if old is None:
+                        return False
                     old_keys = Keys(self.prefix, old.decode())
                     stale = old_keys.all(business_ids(pipe, old_keys))
                     pipe.multi()
-                    pipe.hset(key, mapping={"uid": uid, **{k: str(v) for k, v in fields.items()}})
+                    change(pipe)
                     pipe.unlink(*stale)
                     pipe.hdel(self.uids_key, old_keys.uid)
                     pipe.execute()
-                    return
+                    return True
                 except WatchError:
                     continue
+
+    def repoint(self, name: str, uid: str, fields: dict) -> None:
+        """Point the namespace at generation `uid` (with `fields`), unlinking the one it left."""
+        mapping = {"uid": uid, **{k: str(v) for k, v in fields.items()}}
+        if not self._leave_generation(name, lambda pipe: pipe.hset(self.namespace_key(name), mapping=mapping)):
+            self.unlink_generation(uid)  # dropped meanwhile: the new data has no namespace to go to
+            raise StoreUnavailable(f"namespace {name!r} was deleted while its data was replaced")
 
     # ------------------------------------------------------------------ namespaces
 
@@ -408,25 +408,11 @@ class RedisSandbox:
         if name == DEFAULT_NAMESPACE:
             raise DefaultNamespace("the default namespace cannot be deleted (requests without a namespace "
                                    "use it); reset it with POST /__sandbox/reset")
-        key = self.namespace_key(name)
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    old = pipe.hget(key, "uid")
-                    if old is None:
-                        return False
-                    old_keys = Keys(self.prefix, old.decode())
-                    stale = old_keys.all(business_ids(pipe, old_keys))
-                    pipe.multi()
-                    pipe.delete(key, *rule_keys(self.prefix, name))
-                    pipe.srem(f"{self.prefix}:names", name)
-                    pipe.unlink(*stale)
-                    pipe.hdel(self.uids_key, old_keys.uid)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue
+
+        def forget(pipe) -> None:
+            pipe.delete(self.namespace_key(name), *rule_keys(self.prefix, name))
+            pipe.srem(f"{self.prefix}:names", name)
+        return self._leave_generation(name, forget)
 
     @mapped
     def describe(self, name: str) -> dict:

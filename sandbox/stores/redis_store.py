@@ -42,9 +42,9 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from ..models import Business, Customer, CustomerCredit, Invoice
-from ..pagination import SORT_FIELDS, Cursor, InvalidCursor, Key, Page, sort_key
+from ..pagination import SORT_FIELDS, Cursor, InvalidCursor, Key, Page, sort_key, take_page
 from . import lexkey
-from .memory import ARCHIVED, CreditFilters, IdSource, InvoiceFilters, MemoryStore, _customer_matches, invoice_key
+from .memory import CreditFilters, IdSource, InvoiceFilters, MemoryStore, customer_listed, invoice_key
 from .protocol import InvalidInput, NotFound, StoreBusy, StoreUnavailable
 
 PICKLE_PROTOCOL = 5
@@ -590,29 +590,29 @@ class RedisStore:
         """The business's id and name (its records are read per operation, not held here)."""
         return Business(business_id.lower(), self._name(business_id.lower()))
 
+    # The memory store's words for a record that is not there: (hash, label, path parameter, resource).
+    _KINDS = {"credit": ("cr", "Customer credit", "customerCreditId", "customer_credit"),
+              "customer": ("cu", "Customer", "customerId", "customer"),
+              "invoice": ("inv", "Invoice", "invoiceId", "invoice")}
+
+    def _found(self, kind: str, business_id: str, record_id: str):
+        key, label, field, resource = self._KINDS[kind]
+        record = self._record(business_id, key, record_id)
+        if record is None or (kind == "credit" and record.is_deleted):
+            raise NotFound(f"{label} {record_id} not found", field=field, resource=resource, id=record_id)
+        return record
+
     @mapped
     def credit(self, business_id: str, credit_id: str) -> CustomerCredit:
-        credit = self._record(business_id, "cr", credit_id)
-        if credit is None or credit.is_deleted:
-            raise NotFound(f"Customer credit {credit_id} not found", field="customerCreditId",
-                           resource="customer_credit", id=credit_id)
-        return credit
+        return self._found("credit", business_id, credit_id)
 
     @mapped
     def customer(self, business_id: str, customer_id: str) -> Customer:
-        customer = self._record(business_id, "cu", customer_id)
-        if customer is None:
-            raise NotFound(f"Customer {customer_id} not found", field="customerId",
-                           resource="customer", id=customer_id)
-        return customer
+        return self._found("customer", business_id, customer_id)
 
     @mapped
     def invoice(self, business_id: str, invoice_id: str) -> Invoice:
-        invoice = self._record(business_id, "inv", invoice_id)
-        if invoice is None:
-            raise NotFound(f"Invoice {invoice_id} not found", field="invoiceId",
-                           resource="invoice", id=invoice_id)
-        return invoice
+        return self._found("invoice", business_id, invoice_id)
 
     @mapped
     def customers_of(self, business_id: str, customer_ids: Iterable[str]) -> dict[str, Customer]:
@@ -694,17 +694,9 @@ class RedisStore:
             else:
                 start = b"(" + after
         descending = sort_order == "DESC"
-        items: list = []
-        has_more = False
         batch = limit + 1 if matches is None else max(limit + 1, 200)
-        for _member, _score, record in self._walk(zset, records, "LEXREV" if descending else "LEX", start, end, batch,
-                                                  business_id, customer_id):
-            if record is None or (matches is not None and not matches(record)):
-                continue
-            if len(items) == limit:
-                has_more = True
-                break
-            items.append(record)
+        walk = self._walk(zset, records, "LEXREV" if descending else "LEX", start, end, batch, business_id, customer_id)
+        items, has_more = take_page((record for _member, _score, record in walk), matches, limit)
         next_cursor = Cursor(sort_by, sort_order, key(items[-1]), kind).encode() if has_more else None
         return Page(items, next_cursor, has_more, sort_by, sort_order, count() if count else None)
 
@@ -760,11 +752,11 @@ class RedisStore:
                       limit: int = 100, cursor: str | None = None, with_total: bool = False) -> Page:
         business_id = business_id.lower()
         self._name(business_id)
-        predicate = None
-        if filters != InvoiceFilters():
-            def predicate(invoice: Invoice) -> bool:
-                customers = self.customers_of(business_id, [invoice.customer_id]) if filters.q is not None else {}
-                return filters.predicate(customers)(invoice)
+        customers = {}
+        if filters.q is not None:  # `q` also searches the invoice's customer's names
+            raw, = self._read(lambda p, k: p.hgetall(k.business(business_id).cu))
+            customers = {customer_id.decode(): read_record(found) for customer_id, found in raw.items()}
+        predicate = filters.predicate(customers)
 
         def zset(k: Keys) -> str:
             return k.business(business_id).inv_ix
@@ -802,20 +794,12 @@ class RedisStore:
             except ValueError:
                 raise InvalidInput("cursor is not a cursor this sandbox issued for this list", field="cursor") from None
             low = f"({start - 1}".encode()
-        matches = _customer_matches(q)
-
-        def listed(customer: Customer) -> bool:
-            if customer.status == ARCHIVED or (matches is not None and not matches(customer)):
-                return False
-            if identity is None:
-                return True
-            named = customer.individual_name is not None or customer.company_name is not None
-            return named == (identity == "IDENTIFIED")
+        listed = customer_listed(q, identity)
 
         items: list[Customer] = []
         positions: list[int] = []
         has_more = False
-        batch = limit + 1 if matches is None and identity is None else max(limit + 1, 200)
+        batch = limit + 1 if q is None and identity is None else max(limit + 1, 200)
         for _member, score, customer in self._walk(lambda k: k.business(business_id).cu_order,
                                                    lambda k: k.business(business_id).cu, "SCORE", low, b"+inf", batch):
             if customer is None or not listed(customer):
