@@ -118,8 +118,12 @@ def test_the_memory_and_the_redis_store_answer_alike(tmp_path, request):
     on_redis = SandboxProcess(tmp_path / "redis", *frozen, *store_args(request, "redis"))
     try:
         assert snapshot(memory.base_url) == snapshot(on_redis.base_url)
-        assert creates(memory.base_url) == creates(on_redis.base_url)
         business = httpx.get(f"{memory.base_url}/__sandbox/businesses").json()["data"][0]
+        for base in (memory.base_url, on_redis.base_url):  # refused after drawing a line's id: kept drawn on both
+            refused = httpx.post(base + credits_path(business["id"]), headers=AUTH, json={
+                "customer_id": business["customers"][0]["id"], "line_items": [stable_line("NO_SUCH_ACCOUNT", 100)]})
+            assert refused.status_code == 404, refused.text
+        assert creates(memory.base_url) == creates(on_redis.base_url)
         for base in (memory.base_url, on_redis.base_url):  # an update and a delete move balances too
             listing = httpx.get(base + credits_path(business["id"]), headers=AUTH).json()["data"]
             httpx.patch(base + credits_path(business["id"], listing[0]["id"]), headers=AUTH, json={"memo": "m"})

@@ -56,6 +56,19 @@ from .redis_store import (
 
 log = logging.getLogger("layer_sandbox")
 
+# A field of a hash set only while the hash exists.
+SET_IF_THERE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+# A name whose namespace expired forgotten, unless it was made again meanwhile.
+FORGET_IF_GONE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4])
+return 1
+"""
+
 
 class RedisStartError(Exception):
     """Redis cannot be used at start (unreachable, too old, another layout): one line, exit 1."""
@@ -91,8 +104,9 @@ class RedisNamespace:
 
     @mapped
     def save_clock(self) -> None:
-        """The clock as the control route left it, for every process's next request."""
-        self.backend.client.hset(self.key, "clock", json.dumps(self.clock.state()))
+        """The clock as the control route left it, for every process's next request (unless the
+        namespace was deleted meanwhile: a clock alone would be half a namespace)."""
+        self.backend.scripts["set_if_there"](keys=[self.key], args=["clock", json.dumps(self.clock.state())])
 
     @mapped
     def reset(self, seed: int | None = None, scenario: Scenario | None = None) -> None:
@@ -130,7 +144,7 @@ class RedisNamespace:
                     self.uid = uid
                     return added
                 except (WatchError, Stale):
-                    self.uid = client.hget(self.key, "uid").decode()
+                    self.uid = self.backend.current_uid(self.name)
         raise StoreUnavailable("the namespace kept changing while fixtures were added")
 
     @mapped
@@ -148,7 +162,7 @@ class RedisNamespace:
                     pipe.get(keys.version)
                     pipe.execute()
                 except (WatchError, Stale):
-                    self.uid = client.hget(self.key, "uid").decode()
+                    self.uid = self.backend.current_uid(self.name)
                     continue
             return {**export_store(store), "namespace": self.name, "scenario": self.scenario.name,
                     "seed": self.seed, "clock": self.clock.state()}
@@ -188,7 +202,9 @@ class RedisSandbox:
         self.templates = Templates()
         self.scripts = {"page": self.client.register_script(PAGE_SCRIPT),
                         "take_rule": self.client.register_script(TAKE_RULE),
-                        "copy": self.client.register_script(COPY_SCRIPT)}
+                        "copy": self.client.register_script(COPY_SCRIPT),
+                        "set_if_there": self.client.register_script(SET_IF_THERE),
+                        "forget_if_gone": self.client.register_script(FORGET_IF_GONE)}
         self._template_keys: dict[str, list[str]] = {}
         self.sweep_seconds = min(60.0, float(config.namespace_ttl or 60))
         self._scenarios: dict[str, Scenario] = {str(self.scenario.path): self.scenario}
@@ -241,6 +257,13 @@ class RedisSandbox:
     def namespace_key(self, name: str) -> str:
         return f"{self.prefix}:ns:{name}"
 
+    def current_uid(self, name: str) -> str:
+        """The generation the namespace points at now; StoreUnavailable if it was deleted."""
+        uid = self.client.hget(self.namespace_key(name), "uid")
+        if uid is None:
+            raise StoreUnavailable(f"namespace {name!r} was deleted while the request ran")
+        return uid.decode()
+
     def scenario_at(self, path: str) -> Scenario:
         found = self._scenarios.get(path)
         if found is None:
@@ -258,9 +281,11 @@ class RedisSandbox:
 
     def new_generation(self, store, template: bool = False) -> str:
         uid = new_uid()
-        if not template:  # registered first: a process that dies while writing leaves nothing unswept
-            self.client.hset(self.uids_key, uid, int(time.time()))
+        if not template:  # registered first (as being written): a process that dies meanwhile leaves nothing unswept
+            self.client.hset(self.uids_key, uid, f"w{int(time.time())}")
         write_generation(self.client, Keys(self.prefix, uid), store)
+        if not template:
+            self.client.hset(self.uids_key, uid, int(time.time()))
         return uid
 
     def write_template(self, scenario: Scenario, seed: int, clock: Clock) -> str:
@@ -490,14 +515,17 @@ class RedisSandbox:
         for name in names:
             pipe.hget(self.namespace_key(name), "uid")
         pointed = dict(zip(names, pipe.execute()))
-        gone = [name for name, uid in pointed.items() if uid is None]
-        for name in gone:
-            self.client.srem(f"{self.prefix}:names", name)
-            self.client.delete(*rule_keys(self.prefix, name))
+        gone = [name for name, uid in pointed.items() if uid is None
+                and self.scripts["forget_if_gone"](keys=[self.namespace_key(name), f"{self.prefix}:names",
+                                                         *rule_keys(self.prefix, name)], args=[name])]
         live = {uid.decode() for uid in pointed.values() if uid is not None}
-        cutoff = time.time() - grace
+        now = time.time()
+
+        def abandoned(made: bytes) -> bool:  # one still being written gets an hour (a large scenario)
+            text = made.decode()
+            return int(text[1:]) < now - 3600 if text.startswith("w") else int(text) < now - grace
         stale = [uid.decode() for uid, made in self.client.hgetall(self.uids_key).items()
-                 if uid.decode() not in live and int(made) < cutoff]
+                 if uid.decode() not in live and abandoned(made)]
         for uid in stale:
             if self.client.hget(self.namespace_key(DEFAULT_NAMESPACE), "uid") == uid.encode():
                 continue

@@ -45,7 +45,7 @@ from ..models import Business, Customer, CustomerCredit, Invoice
 from ..pagination import SORT_FIELDS, Cursor, InvalidCursor, Key, Page, sort_key, take_page
 from . import lexkey
 from .memory import CreditFilters, IdSource, InvoiceFilters, MemoryStore, customer_listed, invoice_key
-from .protocol import InvalidInput, NotFound, StoreBusy, StoreUnavailable
+from .protocol import InvalidInput, NotFound, StoreBusy, StoreError, StoreUnavailable
 
 PICKLE_PROTOCOL = 5
 # What this code writes; a prefix holding another layout is refused at start.
@@ -373,7 +373,9 @@ class _Texts:
         self.conn, self.key = conn, key
         self.written: dict[str, object] = {}
 
-    def get(self, name: str, default=None):
+    def get(self, name: str | None, default=None):
+        if name is None:  # a null external id names nothing (the memory store's dict.get(None))
+            return default
         if name in self.written:
             value = self.written[name]
             return default if value is _GONE else value
@@ -850,7 +852,18 @@ class RedisStore:
                         ids.set_state(state)
                         ids.drawn = drawn
                         unit = _Unit(pipe, self.keys, business_id, name.decode(), ids, self.clock)
-                        results[attempt] = result = rules(unit)
+                        try:
+                            results[attempt] = result = rules(unit)
+                        except StoreError:
+                            if ids.drawn == drawn:
+                                raise
+                            # Refused after drawing ids: the memory store's generator keeps those
+                            # draws, and so does this one (the same ids for the same requests).
+                            pipe.multi()
+                            pipe.set(self.keys.ids, dumps((ids.state(), ids.drawn)))
+                            pipe.incr(self.keys.version)
+                            pipe.execute()
+                            raise
                         commands = unit.plan()
                         pipe.multi()
                         for command, *args in commands:
