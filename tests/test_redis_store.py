@@ -10,8 +10,11 @@ Claimed and checked:
   that test holds across both (no acknowledged create lost, each contested credit deleted by
   exactly one thread, allocations within credit and invoice totals, paged walks never repeat a
   credit nor skip one that lived throughout). A write through one process is what the next read
-  through the other sees, and a reset through one is what the other serves next. (Not checked
-  here: the request journal, which is per process, and --state-file, which Redis replaces.)
+  through the other sees, and a reset through one is what the other serves next.
+- Two processes as replicas share what sits beside the data: a token issued by one passes the
+  other, a rule's `count` is spent once across both, `--rate-limit` counts a token's requests
+  across both within each one-second window, and the journal read through one holds both's
+  requests.
 - Redis killed (SIGKILL) under a stream of creates and restarted on the same port and folder
   (replaying its AOF): every 5xx the clients saw was a 503 with `Retry-After` and a
   `store_unavailable` reason, never a 500 nor a dropped connection; every create acknowledged
@@ -441,3 +444,61 @@ def test_an_idle_namespace_expires_and_its_data_is_swept(redis_server, tmp_path)
     finally:
         client.close()
         sandbox.stop()
+
+
+# ------------------------------------------------------------------------------ what replicas share
+
+
+def test_replicas_share_tokens_rules_rate_limits_and_the_journal(redis_server, tmp_path):
+    """Two sandbox processes on one Redis, as two replicas behind a load balancer: a token issued
+    by one is accepted by the other and names the same client; a rule added through one forces the
+    other's answers and its `count` is spent once across both; `--rate-limit` counts each token's
+    requests across both; the journal holds both's requests."""
+    import base64
+
+    prefix = f"share-{uuid.uuid4().hex[:8]}"
+    args = ("--store", redis_server.url, "--store-prefix", prefix, "--rate-limit", "5",
+            "--client", "backend:s3cret")
+    a = SandboxProcess(tmp_path / "a", *args)
+    b = SandboxProcess(tmp_path / "b", *args)
+    try:
+        basic = {"Authorization": "Basic " + base64.b64encode(b"backend:s3cret").decode()}
+        issued = httpx.post(f"{a.base_url}/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic)
+        assert issued.status_code == 200, issued.text
+        bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+        who = [httpx.get(f"{base}/whoami", headers=bearer) for base in (a.base_url, b.base_url)]
+        assert [w.status_code for w in who] == [200, 200], [w.text for w in who]
+        assert who[0].json() == who[1].json()
+
+        business = httpx.get(f"{a.base_url}/__sandbox/businesses").json()["data"][0]
+        path = credits_path(business["id"])
+        rule = httpx.post(f"{a.base_url}/__sandbox/rules", json={"method": "GET", "path": "*/customer-credits",
+                                                                 "code": 500, "count": 2})
+        assert rule.status_code == 201, rule.text
+        forced = [httpx.get(f"{base}{path}", headers=bearer).status_code for base in (b.base_url, a.base_url, b.base_url)]
+        assert forced == [500, 500, 200], forced  # the rule's two uses, spent across both processes
+        assert httpx.get(f"{b.base_url}/__sandbox/rules").json()["data"] == []
+
+        # Bursts across both processes: within one rate window (X-RateLimit-Reset names it), at
+        # most 5 requests of the token pass, whichever process took them.
+        passed: Counter = Counter()
+        sent = 0
+        deadline = time.monotonic() + 2.5  # bounded: spans two or three one-second windows
+        while time.monotonic() < deadline and sent < 400:
+            answer = httpx.get(f"{(a, b)[sent % 2].base_url}{path}/{'0' * 8}-0000-4000-8000-{'0' * 12}",
+                               headers=bearer)
+            sent += 1
+            assert answer.status_code in (404, 429), answer.text
+            if answer.status_code == 404:
+                passed[answer.headers["x-ratelimit-reset"]] += 1
+        assert passed and max(passed.values()) <= 5, passed
+        assert sum(passed.values()) < sent, "the limit never bit"
+
+        journal = httpx.get(f"{a.base_url}/__sandbox/requests", params={"path": "/customer-credits"}).json()["data"]
+        assert len(journal) >= min(sent, 1000), len(journal)  # both processes' requests, read through one
+        report(f"replicas share: a token issued by one accepted by the other; a 2-use rule spent across both; "
+               f"rate limit 5/s held across both ({sum(passed.values())} of {sent} passed in {len(passed)} windows); "
+               f"the journal read through one held {len(journal)} requests of both")
+    finally:
+        a.stop()
+        b.stop()
