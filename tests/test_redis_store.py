@@ -25,6 +25,7 @@ Claimed and checked:
 - Redis unreachable at start: one line, `Error: cannot reach Redis at ...`, and exit 1; the
   flags that cannot go with a Redis store (--state-file) or are not a store (`--store bogus`),
   and `--workers 2` on the memory store, are usage errors, exit 2.
+- `--namespace-ttl`: an idle namespace expires and its data is swept; the default one stays.
 """
 
 from __future__ import annotations
