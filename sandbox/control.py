@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from pathlib import Path
 
 import flask
 
@@ -140,6 +141,24 @@ def _int_arg(name: str, minimum: int = 0) -> int | None:
     return number
 
 
+# The dashboard: three files shipped inside the package (no build step, nothing from a CDN), and
+# a policy that lets the page load nothing from anywhere else.
+DASHBOARD = Path(__file__).resolve().parent / "dashboard"
+DASHBOARD_FILES = {"index.html": "text/html; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8",
+                   "dashboard.css": "text/css; charset=utf-8"}
+# (`img-src data:`: the page's empty icon, so that the browser asks for no /favicon.ico.)
+DASHBOARD_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def _dashboard_file(name: str) -> flask.Response:
+    answer = flask.Response((DASHBOARD / name).read_bytes(), mimetype=DASHBOARD_FILES[name].split(";")[0])
+    answer.headers["Content-Type"] = DASHBOARD_FILES[name]
+    answer.headers["Content-Security-Policy"] = DASHBOARD_POLICY
+    answer.headers["Cache-Control"] = "no-cache"
+    answer.headers["X-Content-Type-Options"] = "nosniff"
+    return answer
+
+
 def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> flask.Blueprint:
     """The control routes; `catalog` (what each operation of the contract declares) judges rules."""
     routes = flask.Blueprint("sandbox_control", __name__, url_prefix="/__sandbox")
@@ -165,6 +184,26 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
             return sandbox.namespace(flask.request.headers.get(NAMESPACE_HEADER))
         except NamespaceError as exc:
             raise from_namespace_error(exc, named_in()) from None
+
+    # ------------------------------------------------------------------ the dashboard
+
+    @routes.get("/")
+    def index():
+        """The dashboard for a browser (which asks for HTML first); for anything else, what the
+        control routes are (JSON stays the answer to `Accept: application/json`)."""
+        accepted = flask.request.accept_mimetypes
+        if accepted.best_match(["application/json", "text/html"], default="application/json") == "text/html" \
+                and accepted["text/html"] > accepted["application/json"]:
+            return _dashboard_file("index.html")
+        return envelope.data({"dashboard": "GET /__sandbox/ with Accept: text/html",
+                              "routes": sorted({rule.rule for rule in flask.current_app.url_map.iter_rules()
+                                                if rule.rule.startswith("/__sandbox/")})})
+
+    @routes.get("/dashboard/<name>")
+    def dashboard_asset(name: str):
+        if name not in DASHBOARD_FILES:
+            raise ApiError(404, f"No dashboard file {name!r}", {"field": "name"})
+        return _dashboard_file(name)
 
     @routes.get("/health")
     def health():

@@ -27,10 +27,13 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
         yield archive
 
 
-def test_wheel_carries_openapi_yaml_and_fixtures(wheel):
+def test_wheel_carries_openapi_yaml_fixtures_and_the_dashboard(wheel):
     names = set(wheel.namelist())
     assert "layer_sandbox/openapi.yaml" in names
-    assert {"layer_sandbox/stores/protocol.py", "layer_sandbox/stores/memory.py"} <= names  # a subpackage, listed
+    assert {"layer_sandbox/stores/protocol.py", "layer_sandbox/stores/memory.py",
+            "layer_sandbox/stores/redis_store.py"} <= names  # a subpackage, listed
+    for asset in (ROOT / "sandbox" / "dashboard").iterdir():  # the dashboard's page, script and style
+        assert wheel.read(f"layer_sandbox/dashboard/{asset.name}") == asset.read_bytes(), asset.name
     assert wheel.read("layer_sandbox/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
     for fixture in (ROOT / "fixtures").rglob("*.yaml"):
         assert f"layer_sandbox/fixtures/{fixture.relative_to(ROOT / 'fixtures')}" in names, fixture.name
