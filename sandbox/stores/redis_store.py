@@ -832,6 +832,7 @@ class RedisStore:
         marker = f"{self.prefix}:w:{secrets.token_hex(12)}"
         results: dict[int, object] = {}
         attempt = 0
+        in_doubt = False  # an earlier attempt's commit was sent and its answer lost
         while True:
             sent = False
             try:
@@ -841,6 +842,7 @@ class RedisStore:
                         done = pipe.get(marker)
                         if done is not None:
                             return results[int(done)]
+                        in_doubt = False  # no attempt applied; and the marker is WATCHed from here on
                         name, raw_ids = pipe.hget(self.keys.names, business_id), pipe.get(self.keys.ids)
                         if raw_ids is None:
                             raise Stale
@@ -878,10 +880,14 @@ class RedisStore:
                     except Stale:
                         self._follow()
                     except WatchError:
-                        pass
+                        # A conflict, or (redis-py reports it the same way while WATCHing) the
+                        # connection lost during EXEC, which Redis may have applied: the next
+                        # attempt's marker read tells.
+                        in_doubt = in_doubt or sent
             except UNAVAILABLE:
-                if not sent:
+                if not (sent or in_doubt):
                     raise  # no commit was sent: a plain 503, nothing changed
+                in_doubt = True
                 self._await_redis(deadline)  # in doubt: the marker will tell
             attempt += 1
             if time.monotonic() > deadline:
@@ -891,7 +897,8 @@ class RedisStore:
 
     def _await_redis(self, deadline: float) -> None:
         """Wait for Redis to answer again; StoreUnavailable saying the write is in doubt if it does
-        not before `deadline`."""
+        not before `deadline`. The worker waits on its own thread: it answers nothing else
+        meanwhile (requests queue; with Redis gone they could only be 503s)."""
         while time.monotonic() < deadline:
             try:
                 self.client.ping()
