@@ -189,6 +189,7 @@ def main(ctx: click.Context, **options) -> None:
     from .clock import Clock, ClockError
     from .persistence import StateFileError
     from .seed import ScenarioError
+    from .stores.protocol import StoreStartError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("connexion").setLevel(logging.WARNING)
@@ -223,9 +224,7 @@ def main(ctx: click.Context, **options) -> None:
         if exc.name != "redis":
             raise
         raise click.ClickException("--store redis needs the redis package: pip install 'layer-sandbox[redis]'") from None
-    except Exception as exc:
-        if type(exc).__name__ != "RedisStartError":
-            raise
+    except StoreStartError as exc:
         raise click.ClickException(str(exc)) from None
     gc.freeze()
     # Later full collections find next to nothing (what a request leaves behind dies young: a few

@@ -21,6 +21,7 @@ import random
 import signal
 import threading
 from collections import Counter
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -133,78 +134,117 @@ class Worker:
             self.client.close()
 
 
+@dataclass
+class Race:
+    """What the threads race over: one business's customer, three of its invoices, ten credits
+    every thread tries to delete, and the credits seeded before (which nobody deletes)."""
+
+    business: dict
+    customer: dict
+    invoices: list[dict]
+    path: str
+    seeded: list[str]
+    contested: list[str]
+
+    @classmethod
+    def set_up(cls, api: httpx.Client) -> Race:
+        business = api.get("/__sandbox/businesses").json()["data"][0]
+        customer, invoices = customer_with_invoices(business, minimum=2)
+        path = credits_path(business["id"])
+        seeded = [c["id"] for c in api.get(path, params={"limit": 1000}).json()["data"]]
+        contested = [api.post(path, json={"customer_id": customer["id"], "memo": "contested",
+                                          "line_items": [stable_line("SALES", 100)]}).json()["data"]["id"]
+                     for _ in range(10)]
+        return cls(business, customer, invoices[:3], path, seeded, contested)
+
+    def run(self, bases: list[str], timeout: float) -> list[Worker]:
+        """One Worker per base URL (thread i on bases[i]), started together; their tallies."""
+        barrier = threading.Barrier(len(bases))
+        workers = [Worker(i, base, self.business, self.customer, self.invoices, self.contested, barrier)
+                   for i, base in enumerate(bases)]
+        threads = [threading.Thread(target=w.run) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=timeout)
+        assert not any(t.is_alive() for t in threads), "a client thread hung"
+        failures = [f for w in workers for f in w.failures]
+        assert not failures, failures[:10]
+        return workers
+
+    def check(self, workers: list[Worker], apis: list[httpx.Client]) -> dict:
+        """Every invariant, read through each of `apis` (which must agree); the live credits."""
+        sent = sum((w.sent for w in workers), Counter())
+        created = {cid: amount for w in workers for cid, amount in w.created.items()}
+        deleted = [cid for w in workers for cid in w.deleted]
+        walks = [walk for w in workers for walk in w.walks]
+        assert len(created) >= len(workers) * 5 and deleted and walks, "the workload must exercise every operation"
+
+        # Deleted at most once: each contested credit by exactly one thread; no own credit twice.
+        winners = Counter(cid for w in workers for cid in w.won)
+        assert winners == Counter({cid: 1 for cid in self.contested})
+        assert len(deleted) == len(set(deleted))
+
+        # No acknowledged create is missing; every acknowledged delete holds; every api agrees.
+        lives = [{c["id"]: c for c in api.get(self.path, params={"limit": 1000}).json()["data"]} for api in apis]
+        live = lives[0]
+        assert all(other == live for other in lives[1:])
+        for credit_id in created:
+            for api in apis:
+                status = api.get(f"{self.path}/{credit_id}").status_code
+                if credit_id in deleted:
+                    assert status == 404 and credit_id not in live, credit_id
+                else:
+                    assert status == 200 and credit_id in live, credit_id
+        assert set(live) == set(self.seeded) | (set(created) - set(deleted))
+
+        # Allocations within each credit's total, invoices within theirs, balances that add up.
+        allocated = Counter()
+        for credit in live.values():
+            credit_total = sum(li["amount"] for li in credit["line_items"])
+            assert sum(a["amount"] for a in credit["allocations"]) <= credit_total, credit["id"]
+            for allocation in credit["allocations"]:
+                allocated[allocation["invoice_id"]] += allocation["amount"]
+        for api in apis:
+            now = {i["id"]: i for i in api.get("/__sandbox/businesses").json()["data"][0]["invoices"]}
+            for invoice in self.invoices:
+                after = now[invoice["id"]]
+                assert 0 <= after["outstanding_balance"] <= after["total"]
+                assert allocated[invoice["id"]] <= after["total"]
+                assert after["total"] - after["outstanding_balance"] == allocated[invoice["id"]], invoice["id"]
+        assert sum(n for (m, s), n in sent.items() if s == 422) > 0, "the race for invoice balances never happened"
+
+        # Walks made under concurrent writes: no repeats, and no seeded credit skipped.
+        for walk in walks:
+            assert len(walk) == len(set(walk)), "a paged walk repeated a credit"
+            assert set(self.seeded) <= set(walk), "a paged walk skipped a credit that lived throughout"
+        return live
+
+
+def tally(workers: list[Worker]) -> str:
+    """What the threads sent and were told, for the report."""
+    sent = sum((w.sent for w in workers), Counter())
+    created = sum(len(w.created) for w in workers)
+    deleted = sum(len(w.deleted) for w in workers)
+    walks = sum(len(w.walks) for w in workers)
+    return (f"{sum(sent.values())} requests: " + ", ".join(f"{m} {s}: {n}" for (m, s), n in sorted(sent.items()))
+            + f"; {created} created, {deleted} deleted, {walks} paged walks")
+
+
 def test_invariants_hold_after_concurrent_mixed_writes(server):
     base = server.base_url
     api = httpx.Client(base_url=base, headers=AUTH, timeout=30)
-    business = api.get("/__sandbox/businesses").json()["data"][0]
-    customer, invoices = customer_with_invoices(business, minimum=2)
-    invoices = invoices[:3]
-    path = credits_path(business["id"])
-    seeded = [c["id"] for c in api.get(path, params={"limit": 1000}).json()["data"]]
-    contested = [api.post(path, json={"customer_id": customer["id"], "memo": "contested",
-                                      "line_items": [stable_line("SALES", 100)]}).json()["data"]["id"]
-                 for _ in range(10)]
+    race = Race.set_up(api)
     api.delete("/__sandbox/requests")
 
-    barrier = threading.Barrier(THREADS)
-    workers = [Worker(i, base, business, customer, invoices, contested, barrier) for i in range(THREADS)]
-    threads = [threading.Thread(target=w.run) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert not any(t.is_alive() for t in threads), "a client thread hung"
-    failures = [f for w in workers for f in w.failures]
-    assert not failures, failures[:10]
-
-    sent = sum((w.sent for w in workers), Counter())
-    total = sum(sent.values())
-    created = {cid: amount for w in workers for cid, amount in w.created.items()}
-    deleted = [cid for w in workers for cid in w.deleted]
-    walks = [walk for w in workers for walk in w.walks]
-    report(f"concurrency: {THREADS} threads, {total} requests: "
-          + ", ".join(f"{m} {s}: {n}" for (m, s), n in sorted(sent.items()))
-          + f"; {len(created)} created, {len(deleted)} deleted, {len(walks)} paged walks")
-    assert len(created) >= THREADS * 5 and deleted and walks, "the workload must exercise every operation"
+    workers = race.run([base] * THREADS, timeout=300)
+    report(f"concurrency: {THREADS} threads, {tally(workers)}")
 
     # The journal saw exactly these requests, before the checks below add their own.
-    journal = api.get("/__sandbox/requests", params={"path": path}).json()["data"]
-    assert Counter((e["method"], e["status"]) for e in journal) == sent
+    journal = api.get("/__sandbox/requests", params={"path": race.path}).json()["data"]
+    assert Counter((e["method"], e["status"]) for e in journal) == sum((w.sent for w in workers), Counter())
 
-    # Deleted at most once: each contested credit by exactly one thread; no own credit twice.
-    winners = Counter(cid for w in workers for cid in w.won)
-    assert winners == Counter({cid: 1 for cid in contested})
-    assert len(deleted) == len(set(deleted))
-
-    # No acknowledged create is missing; every acknowledged delete holds.
-    live = {c["id"]: c for c in api.get(path, params={"limit": 1000}).json()["data"]}
-    for credit_id in created:
-        status = api.get(f"{path}/{credit_id}").status_code
-        if credit_id in deleted:
-            assert status == 404 and credit_id not in live
-        else:
-            assert status == 200 and credit_id in live, credit_id
-    assert set(live) == set(seeded) | (set(created) - set(deleted))
-
-    # Allocations within each credit's total, invoices within theirs, balances that add up.
-    allocated = Counter()
-    for credit in live.values():
-        credit_total = sum(li["amount"] for li in credit["line_items"])
-        assert sum(a["amount"] for a in credit["allocations"]) <= credit_total, credit["id"]
-        for allocation in credit["allocations"]:
-            allocated[allocation["invoice_id"]] += allocation["amount"]
-    now = {i["id"]: i for i in api.get("/__sandbox/businesses").json()["data"][0]["invoices"]}
-    for invoice in invoices:
-        after = now[invoice["id"]]
-        assert 0 <= after["outstanding_balance"] <= after["total"]
-        assert allocated[invoice["id"]] <= after["total"]
-        assert after["total"] - after["outstanding_balance"] == allocated[invoice["id"]]
-    assert sum(n for (m, s), n in sent.items() if s == 422) > 0, "the race for invoice balances never happened"
-
-    # Walks made under concurrent writes: no repeats, and no seeded credit skipped.
-    for walk in walks:
-        assert len(walk) == len(set(walk)), "a paged walk repeated a credit"
-        assert set(seeded) <= set(walk), "a paged walk skipped a credit that lived throughout"
+    race.check(workers, [api])
 
     # The log written under that load holds every write: killed and restarted, the same state.
     # (Not the id generator: a refused write (422) draws ids and logs nothing, so one that came

@@ -47,8 +47,8 @@ import pytest
 
 import test_concurrency
 from redis_server import RedisServer, RedisUnavailable
-from support import SandboxProcess, credits_path, customer_with_invoices, report, sandbox_command, stable_line
-from test_concurrency import Worker
+from support import SandboxProcess, credits_path, report, sandbox_command, stable_line
+from test_concurrency import Race, tally
 
 AUTH = test_concurrency.AUTH
 THREADS = 8
@@ -133,77 +133,19 @@ def test_two_processes_on_one_redis_keep_every_invariant_under_concurrent_writes
     monkeypatch.setattr(test_concurrency, "STEPS", STEPS)  # Worker.run reads the module's STEPS
     api_a = httpx.Client(base_url=a.base_url, headers=AUTH, timeout=30)
     api_b = httpx.Client(base_url=b.base_url, headers=AUTH, timeout=30)
-    business = api_a.get("/__sandbox/businesses").json()["data"][0]
-    assert api_b.get("/__sandbox/businesses").json()["data"][0] == business, "B serves another sandbox"
-    customer, invoices = customer_with_invoices(business, minimum=2)
-    invoices = invoices[:3]
-    path = credits_path(business["id"])
-    seeded = [c["id"] for c in api_a.get(path, params={"limit": 1000}).json()["data"]]
-    contested = [api_a.post(path, json={"customer_id": customer["id"], "memo": "contested",
-                                        "line_items": [stable_line("SALES", 100)]}).json()["data"]["id"]
-                 for _ in range(10)]
+    assert api_b.get("/__sandbox/businesses").json()["data"][0] == api_a.get("/__sandbox/businesses").json()["data"][0], \
+        "B serves another sandbox"
+    race = Race.set_up(api_a)
 
     started = time.monotonic()
-    barrier = threading.Barrier(THREADS)
-    workers = [Worker(i, a.base_url if i < THREADS // 2 else b.base_url, business, customer, invoices, contested,
-                      barrier) for i in range(THREADS)]
-    threads = [threading.Thread(target=w.run) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a client thread hung"
-    elapsed = time.monotonic() - started
-    failures = [f for w in workers for f in w.failures]
-    assert not failures, failures[:10]
-
-    sent = sum((w.sent for w in workers), Counter())
-    created = {cid: amount for w in workers for cid, amount in w.created.items()}
-    deleted = [cid for w in workers for cid in w.deleted]
-    walks = [walk for w in workers for walk in w.walks]
-    report(f"redis, two processes: {THREADS} threads (4 on each), {sum(sent.values())} requests in {elapsed:.1f} s: "
-           + ", ".join(f"{m} {s}: {n}" for (m, s), n in sorted(sent.items()))
-           + f"; {len(created)} created, {len(deleted)} deleted, {len(walks)} paged walks")
-    assert len(created) >= THREADS * 5 and deleted and walks, "the workload must exercise every operation"
+    workers = race.run([a.base_url if i < THREADS // 2 else b.base_url for i in range(THREADS)], timeout=120)
+    report(f"redis, two processes: {THREADS} threads (4 on each) in {time.monotonic() - started:.1f} s, {tally(workers)}")
     assert any(w.created for w in workers[:4]) and any(w.created for w in workers[4:]), "both processes took writes"
-
-    # Each contested credit deleted by exactly one thread, whichever process it went through.
-    winners = Counter(cid for w in workers for cid in w.won)
-    assert winners == Counter({cid: 1 for cid in contested})
-    assert len(deleted) == len(set(deleted))
-
-    # Both processes see the same credits: every acknowledged create, minus the acknowledged deletes.
-    live_a = {c["id"]: c for c in api_a.get(path, params={"limit": 1000}).json()["data"]}
-    live_b = {c["id"]: c for c in api_b.get(path, params={"limit": 1000}).json()["data"]}
-    assert live_a == live_b
-    for credit_id in created:
-        for api in (api_a, api_b):
-            status = api.get(f"{path}/{credit_id}").status_code
-            if credit_id in deleted:
-                assert status == 404 and credit_id not in live_a, credit_id
-            else:
-                assert status == 200 and credit_id in live_a, credit_id
-    assert set(live_a) == set(seeded) | (set(created) - set(deleted))
-
-    # Allocations within each credit's total, invoices within theirs, balances that add up.
-    allocated = Counter()
-    for credit in live_a.values():
-        assert sum(x["amount"] for x in credit["allocations"]) <= sum(li["amount"] for li in credit["line_items"])
-        for allocation in credit["allocations"]:
-            allocated[allocation["invoice_id"]] += allocation["amount"]
-    for api in (api_a, api_b):
-        now = {i["id"]: i for i in api.get("/__sandbox/businesses").json()["data"][0]["invoices"]}
-        for invoice in invoices:
-            after = now[invoice["id"]]
-            assert 0 <= after["outstanding_balance"] <= after["total"]
-            assert allocated[invoice["id"]] <= after["total"]
-            assert after["total"] - after["outstanding_balance"] == allocated[invoice["id"]], invoice["id"]
-    assert sum(n for (m, s), n in sent.items() if s == 422) > 0, "the race for invoice balances never happened"
-
-    # Walks made under concurrent writes: no repeats, and no seeded credit skipped.
-    for walk in walks:
-        assert len(walk) == len(set(walk)), "a paged walk repeated a credit"
-        assert set(seeded) <= set(walk), "a paged walk skipped a credit that lived throughout"
+    # Every invariant of test_concurrency, read through each process (which must agree).
+    race.check(workers, [api_a, api_b])
+    business, customer, path, seeded = race.business, race.customer, race.path, race.seeded
+    created = {cid for w in workers for cid in w.created}
+    deleted = {cid for w in workers for cid in w.deleted}
 
     # A write through one process is the next read through the other.
     made = api_a.post(path, json={"customer_id": customer["id"], "external_id": "cross-1", "memo": "via A",

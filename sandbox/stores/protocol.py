@@ -55,6 +55,11 @@ class StoreUnavailable(Exception):
         self.in_doubt = in_doubt
 
 
+class StoreStartError(Exception):
+    """A store that cannot be used at start (Redis unreachable, too old, another layout): the CLI
+    prints its one line and exits 1."""
+
+
 class StoreBusy(StoreUnavailable):
     """A write that kept losing the race for its namespace until `--store-timeout`: also a 503."""
 

@@ -36,7 +36,7 @@ from ..naming import (
 from ..seed import Scenario, ScenarioError, Templates
 from ..snapshot import StateError, export_store, import_store
 from ..timestamps import format_timestamp
-from .protocol import StoreUnavailable
+from .protocol import StoreStartError, StoreUnavailable
 from .redis_books import TAKE_RULE, RedisJournal, RedisRateLimiter, RedisRuleBook, RedisTokenBook, rule_keys
 from .redis_store import (
     COPY_SCRIPT,
@@ -70,7 +70,7 @@ return 1
 """
 
 
-class RedisStartError(Exception):
+class RedisStartError(StoreStartError):
     """Redis cannot be used at start (unreachable, too old, another layout): one line, exit 1."""
 
 
@@ -452,14 +452,10 @@ class RedisSandbox:
         described = [self.describe(raw.decode()) for raw in sorted(self.client.smembers(f"{self.prefix}:names"))]
         return [{k: v for k, v in found.items() if k != "exists"} for found in described if found["exists"]]
 
+    @mapped
     def clock_of(self, name: str):
         """The namespace's clock, read now (None if there is no such namespace)."""
-        try:
-            fields = self.client.hgetall(self.namespace_key(name))
-        except redis.RedisError as exc:
-            if unavailable_reason(exc) is None:
-                raise
-            raise StoreUnavailable(f"the Redis store cannot be reached: {unavailable_reason(exc)}") from None
+        fields = self.client.hgetall(self.namespace_key(name))
         if not fields:
             return None
         clock = Clock()

@@ -234,6 +234,15 @@ def write_generation(client: redis.Redis, keys: Keys, store: MemoryStore, batch:
     flush(force=True)
 
 
+def restored_ids(raw: bytes) -> IdSource:
+    """The id generator as a generation's `ids` key keeps it (its state and how many it drew)."""
+    state, drawn = loads(raw)
+    ids = IdSource(0)
+    ids.set_state(state)
+    ids.drawn = drawn
+    return ids
+
+
 def read_generation(conn, keys: Keys, clock: Callable[[], datetime]) -> MemoryStore | None:
     """The generation `keys` as a memory store (for exports and fixtures); None if it is gone.
     `conn` may be a pipeline in immediate (WATCHing) mode, so that the caller can check that no
@@ -241,10 +250,7 @@ def read_generation(conn, keys: Keys, clock: Callable[[], datetime]) -> MemorySt
     raw_ids = conn.get(keys.ids)
     if raw_ids is None:
         return None
-    state, drawn = loads(raw_ids)
-    ids = IdSource(0)
-    ids.set_state(state)
-    ids.drawn = drawn
+    ids = restored_ids(raw_ids)
     businesses = []
     for raw_id in conn.lrange(keys.businesses, 0, -1):
         business_id = raw_id.decode()
@@ -727,33 +733,34 @@ class RedisStore:
             return sum(1 for _m, _s, credit in self._walk(zset, records, "LEX", low, high, 1000)
                        if credit is not None and matches(credit))
 
+        return self._of_business(business_id, lambda: self._keyset_page(
+            zset, records, lambda credit: sort_key(credit, sort_by), prefix, kind="customer_credits",
+            sort_by=sort_by, sort_order=sort_order, limit=limit, cursor=cursor, matches=matches,
+            count=count if with_total else None, business_id=business_id, customer_id=customer_id or ""),
+            customer_id=filters.customer_id)
+
+    def _of_business(self, business_id: str, list_page: Callable[[], Page], customer_id: str | None = None) -> Page:
+        """A list of one business (and customer): `list_page()`, whose first script call checks that
+        they exist, with a missing one said before anything else, as the memory store says it (a
+        bad cursor included)."""
         try:
-            return self._keyset_page(zset, records, lambda credit: sort_key(credit, sort_by), prefix,
-                                     kind="customer_credits", sort_by=sort_by, sort_order=sort_order, limit=limit,
-                                     cursor=cursor, matches=matches, count=count if with_total else None,
-                                     business_id=business_id, customer_id=customer_id or "")
-        except InvalidInput:  # a bad cursor: the missing business or customer is said first, as in memory
+            return list_page()
+        except InvalidInput:
             name, known = self._read(lambda p, k: p.hget(k.names, business_id),
-                                     lambda p, k: p.hexists(k.business(business_id).cu, customer_id or "-"))
-            if name is None:
-                raise NotFound(f"Business {business_id} not found", field="businessId",
-                               resource="business", id=business_id) from None
-            if customer_id is not None and not known:
-                raise NotFound(f"Customer {filters.customer_id} not found", field="customer_id",
-                               resource="customer", id=filters.customer_id) from None
-            raise
-        except _Missing as missing:
-            if missing.args[0] == "business":
-                raise NotFound(f"Business {business_id} not found", field="businessId",
-                               resource="business", id=business_id) from None
-            raise NotFound(f"Customer {filters.customer_id} not found", field="customer_id",
-                           resource="customer", id=filters.customer_id) from None
+                                     lambda p, k: p.hexists(k.business(business_id).cu, (customer_id or "-").lower()))
+            missing = "business" if name is None else "customer" if customer_id is not None and not known else None
+            if missing is None:
+                raise
+        except _Missing as exc:
+            missing = exc.args[0]
+        if missing == "business":
+            raise NotFound(f"Business {business_id} not found", field="businessId", resource="business", id=business_id)
+        raise NotFound(f"Customer {customer_id} not found", field="customer_id", resource="customer", id=customer_id)
 
     @mapped
     def list_invoices(self, business_id: str, filters: InvoiceFilters, *, sort_order: str = "ASC",
                       limit: int = 100, cursor: str | None = None, with_total: bool = False) -> Page:
         business_id = business_id.lower()
-        self._name(business_id)
         customers = {}
         if filters.q is not None:  # `q` also searches the invoice's customer's names
             raw, = self._read(lambda p, k: p.hgetall(k.business(business_id).cu))
@@ -772,15 +779,18 @@ class RedisStore:
             return sum(1 for _m, _s, invoice in self._walk(zset, records, "LEX", b"-", b"+", 1000)
                        if invoice is not None and predicate(invoice))
 
-        return self._keyset_page(zset, records, invoice_key, "", kind="invoices", sort_by="sent_at",
-                                 sort_order=sort_order, limit=limit, cursor=cursor, matches=predicate,
-                                 count=count if with_total else None)
+        return self._of_business(business_id, lambda: self._keyset_page(
+            zset, records, invoice_key, "", kind="invoices", sort_by="sent_at", sort_order=sort_order, limit=limit,
+            cursor=cursor, matches=predicate, count=count if with_total else None, business_id=business_id))
 
     @mapped
     def list_customers(self, business_id: str, *, q: str | None = None, identity: str | None = None,
                        limit: int = 100, cursor: str | None = None) -> Page:
         business_id = business_id.lower()
-        self._name(business_id)
+        return self._of_business(business_id, lambda: self._customer_page(business_id, q, identity, limit, cursor))
+
+    def _customer_page(self, business_id: str, q: str | None, identity: str | None, limit: int,
+                       cursor: str | None) -> Page:
         low = b"-inf"
         if cursor is not None:
             try:
@@ -797,22 +807,14 @@ class RedisStore:
                 raise InvalidInput("cursor is not a cursor this sandbox issued for this list", field="cursor") from None
             low = f"({start - 1}".encode()
         listed = customer_listed(q, identity)
-
-        items: list[Customer] = []
-        positions: list[int] = []
-        has_more = False
         batch = limit + 1 if q is None and identity is None else max(limit + 1, 200)
-        for _member, score, customer in self._walk(lambda k: k.business(business_id).cu_order,
-                                                   lambda k: k.business(business_id).cu, "SCORE", low, b"+inf", batch):
-            if customer is None or not listed(customer):
-                continue
-            if len(items) == limit:
-                has_more = True
-                break
-            items.append(customer)
-            positions.append(int(float(score)))
-        next_cursor = (Cursor("created_at", "ASC", (0, str(positions[-1]), items[-1].id), "customers").encode()
-                       if has_more else None)
+        walk = self._walk(lambda k: k.business(business_id).cu_order, lambda k: k.business(business_id).cu,
+                          "SCORE", low, b"+inf", batch, business_id)
+        taken, has_more = take_page(((score, customer) for _member, score, customer in walk),
+                                    lambda pair: pair[1] is not None and listed(pair[1]), limit)
+        items = [customer for _score, customer in taken]
+        next_cursor = (Cursor("created_at", "ASC", (0, str(int(float(taken[-1][0]))), items[-1].id),
+                              "customers").encode() if has_more else None)
         return Page(items, next_cursor, has_more, "created_at", "ASC", None)
 
     # ----------------------------------------------------------------------------- writes
@@ -849,10 +851,8 @@ class RedisStore:
                         if name is None:
                             raise NotFound(f"Business {business_id} not found", field="businessId",
                                            resource="business", id=business_id)
-                        state, drawn = loads(raw_ids)
-                        ids = IdSource(0)
-                        ids.set_state(state)
-                        ids.drawn = drawn
+                        ids = restored_ids(raw_ids)
+                        drawn = ids.drawn
                         unit = _Unit(pipe, self.keys, business_id, name.decode(), ids, self.clock)
                         try:
                             results[attempt] = result = rules(unit)
