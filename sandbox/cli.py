@@ -69,7 +69,8 @@ def _announce(config: Config, port: int, app) -> None:
     lines = [
         f"layer-sandbox listening on http://{shown_host}:{port} "
         f"(scenario {app.sandbox.scenario.name}, seed {config.seed}, accepts {token})",
-        f"  health: http://{shown_host}:{port}/__sandbox/health   ids: http://{shown_host}:{port}/__sandbox/businesses",
+        f"  dashboard: http://{shown_host}:{port}/__sandbox/   health: http://{shown_host}:{port}/__sandbox/health"
+        f"   ids: http://{shown_host}:{port}/__sandbox/businesses",
         "  seeded businesses:",
     ]
     for business in app.sandbox.store.all_businesses():

@@ -141,11 +141,13 @@ def _int_arg(name: str, minimum: int = 0) -> int | None:
     return number
 
 
-# The dashboard: three files shipped inside the package (no build step, nothing from a CDN), and
-# a policy that lets the page load nothing from anywhere else.
+# The dashboard: files shipped inside the package (no build step, nothing from a CDN), served
+# under a policy that lets the page load nothing from anywhere else.
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
-DASHBOARD_FILES = {"index.html": "text/html; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8",
-                   "dashboard.css": "text/css; charset=utf-8"}
+_DASHBOARD_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                    ".css": "text/css; charset=utf-8"}
+DASHBOARD_FILES = {path.name: _DASHBOARD_TYPES[path.suffix] for path in sorted(DASHBOARD.iterdir())
+                   if path.suffix in _DASHBOARD_TYPES}
 # (`img-src data:`: the page's empty icon, so that the browser asks for no /favicon.ico.)
 DASHBOARD_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 

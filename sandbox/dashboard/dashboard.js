@@ -1,180 +1,143 @@
-// The dashboard: what a namespace holds, read through the control routes under /__sandbox/ only
-// (never /v1, so the page adds nothing to the API's traffic, and control routes are not
-// journaled). Plain JavaScript, no build step, nothing fetched from another origin.
+// The dashboard's start: the admin token, the namespace picker, and one polling loop that keeps
+// the traffic, rules, clock and data current while the tab is visible. Plain JavaScript modules,
+// no build step, nothing fetched from another origin; see api.js for why it adds no traffic.
 "use strict";
 
-const PAGE_ROWS = 200;  // rows drawn at first; "Show more" draws the rest
-const state = { namespace: "default", kind: "credits", sort: null, descending: false, shown: PAGE_ROWS, data: null };
+import { Unauthorized, control, session, takeTokenFromLink, useToken } from "./api.js";
+import { Controls } from "./controls.js";
+import { DataView } from "./data.js";
+import { element, say } from "./dom.js";
+import { Traffic } from "./traffic.js";
 
-function element(tag, attributes = {}, ...children) {
-  const made = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "class") made.className = value; else made.setAttribute(name, value);
-  }
-  for (const child of children) made.append(child);
-  return made;
-}
+const POLL_MS = 1000;
+const SLOW_ROUND = 5;  // every fifth poll also reads the namespace list, the data and the rules
 
-async function control(path) {
-  const answer = await fetch(path, { headers: { "X-Sandbox-Namespace": state.namespace, "Accept": "application/json" } });
-  if (!answer.ok) throw new Error(`${path}: ${answer.status}`);
-  return (await answer.json()).data;
-}
-
-function money(cents) {
-  return (cents / 100).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-}
-
-function jsonCell(label, record) {
-  // The row's record as JSON, one click (or Enter) away.
-  return element("details", {}, element("summary", {}, label), element("pre", {}, JSON.stringify(record, null, 2)));
-}
-
-// Each table: its columns (label, value for sorting and filtering, cell, numeric).
-const TABLES = {
-  credits: {
-    rows: (business) => business.credits,
-    columns: [
-      ["Id", (c) => c.id, (c) => jsonCell(c.id.slice(0, 8), c)],
-      ["Customer", (c) => c.customer.individual_name || c.customer.company_name || c.customer.id],
-      ["Total", (c) => c.line_items.reduce((sum, line) => sum + line.amount, 0), null, true],
-      ["Allocated", (c) => c.allocations.reduce((sum, a) => sum + a.amount, 0), null, true],
-      ["Memo", (c) => c.memo || ""],
-      ["Created", (c) => c.created_at],
-      ["Deleted", (c) => c.deleted_at || ""],
-    ],
-    deleted: (c) => c.deleted_at !== null,
-  },
-  invoices: {
-    rows: (business) => business.invoices,
-    columns: [
-      ["Id", (i) => i.id, (i) => jsonCell(i.id.slice(0, 8), i)],
-      ["Number", (i) => i.invoice_number || ""],
-      ["Customer", (i) => i.customer_id],
-      ["Total", (i) => i.total, null, true],
-      ["Outstanding", (i) => i.outstanding_balance, null, true],
-      ["Sent", (i) => i.sent_at || ""],
-    ],
-  },
-  customers: {
-    rows: (business) => business.customers,
-    columns: [
-      ["Id", (c) => c.id, (c) => jsonCell(c.id.slice(0, 8), c)],
-      ["Name", (c) => c.individual_name || ""],
-      ["Company", (c) => c.company_name || ""],
-      ["Email", (c) => c.email || ""],
-      ["External id", (c) => c.external_id || ""],
-      ["Status", (c) => c.status],
-    ],
-  },
-};
-
-function currentBusiness() {
-  const chosen = document.getElementById("business").value;
-  return state.data.businesses.find((b) => b.id === chosen) || state.data.businesses[0];
-}
-
-function renderTable() {
-  const area = document.getElementById("table-area");
-  const business = currentBusiness();
-  const table = TABLES[state.kind];
-  const needle = document.getElementById("filter").value.trim().toLowerCase();
-  let rows = table.rows(business);
-  if (needle) {
-    rows = rows.filter((row) => table.columns.some(([, value]) => String(value(row)).toLowerCase().includes(needle)));
-  }
-  if (state.sort !== null) {
-    const value = table.columns[state.sort][1];
-    rows = [...rows].sort((a, b) => (value(a) < value(b) ? -1 : value(a) > value(b) ? 1 : 0) * (state.descending ? -1 : 1));
-  }
-  const head = element("tr");
-  table.columns.forEach(([label, , , numeric], position) => {
-    const sorted = state.sort === position ? (state.descending ? "descending" : "ascending") : "none";
-    const button = element("button", { type: "button" }, label);
-    button.addEventListener("click", () => {
-      state.descending = state.sort === position ? !state.descending : false;
-      state.sort = position;
-      renderTable();
-    });
-    head.append(element("th", { scope: "col", "aria-sort": sorted, class: numeric ? "number" : "" }, button));
-  });
-  const body = element("tbody");
-  for (const row of rows.slice(0, state.shown)) {
-    const line = element("tr", { class: table.deleted && table.deleted(row) ? "deleted" : "" });
-    for (const [, value, cell, numeric] of table.columns) {
-      const shown = cell ? cell(row) : numeric ? money(value(row)) : String(value(row));
-      line.append(element("td", { class: numeric ? "number" : "" }, shown));
-    }
-    body.append(line);
-  }
-  const caption = element("caption", {}, `${rows.length} ${document.getElementById(`tab-${state.kind}`).textContent.toLowerCase()}`);
-  area.replaceChildren(element("table", { id: `${state.kind}-table` }, caption, element("thead", {}, head), body));
-  if (rows.length > state.shown) {
-    const more = element("button", { type: "button", id: "show-more" }, `Show all ${rows.length} rows`);
-    more.addEventListener("click", () => { state.shown = Infinity; renderTable(); });
-    area.append(more);
-  }
-}
-
-async function loadNamespace() {
-  const [health, clock, summaries, exported] = await Promise.all([
-    control("health"), control("clock"), control("businesses"), control("state")]);
-  // Summaries carry live invoice balances; the export carries every credit, deleted ones too.
-  const credits = new Map(exported.businesses.map((b) => [b.id, b.customer_credits]));
-  state.data = { businesses: summaries.map((b) => ({ ...b, credits: credits.get(b.id) || [] })) };
-  document.getElementById("namespace-info").textContent =
-    `scenario ${health.scenario}, seed ${health.seed}, clock ${clock.mode} at ${clock.now}`;
-  const select = document.getElementById("business");
-  const previous = select.value;
-  select.replaceChildren(...state.data.businesses.map((b) => element("option", { value: b.id }, `${b.name} (${b.id.slice(0, 8)})`)));
-  if (state.data.businesses.some((b) => b.id === previous)) select.value = previous;
-  renderCounts();
-  renderTable();
-}
-
-function renderCounts() {
-  const business = currentBusiness();
-  const live = business.credits.filter((c) => c.deleted_at === null).length;
-  document.getElementById("counts").textContent =
-    `${business.customers.length} customers, ${business.invoices.length} invoices, ` +
-    `${live} customer credits (${business.credits.length - live} deleted)`;
-}
+const data = new DataView();
+const traffic = new Traffic();
+const controls = new Controls(showNamespace);
+let polls = 0;
+let waiting = null;  // the next poll's timer
 
 async function loadNamespaces() {
-  const listed = await control("namespaces");
-  const names = listed.map((n) => n.namespace).sort((a, b) => (a === "default" ? -1 : b === "default" ? 1 : a.localeCompare(b)));
-  const select = document.getElementById("namespace");
-  select.replaceChildren(...names.map((name) => element("option", { value: name }, name)));
-  const asked = new URLSearchParams(location.search).get("namespace");
-  state.namespace = names.includes(asked) ? asked : names[0];
-  select.value = state.namespace;
+  const names = (await control("namespaces")).map((n) => n.namespace)
+    .sort((a, b) => (a === "default" ? -1 : b === "default" ? 1 : a.localeCompare(b)));
+  if (!names.includes(session.namespace)) {
+    // Reading a namespace would make it: one asked for that is not there is not shown.
+    if (session.namespace !== names[0]) say("page-status", `No namespace ${session.namespace}; showing ${names[0]}`);
+    switchTo(names[0]);
+  }
+  const picker = document.getElementById("namespace");
+  if (picker.options.length === names.length && [...picker.options].every((o, i) => o.value === names[i])) return;
+  picker.replaceChildren(...names.map((name) => element("option", { value: name }, name)));
+  picker.value = session.namespace;
+}
+
+/** The namespace's scenario and seed; Gone when it was deleted. Health never makes a namespace,
+    the other routes would: they are read only after it. */
+async function checkNamespace() {
+  const health = await control("health");
+  if (!health.exists) throw new Gone(`The namespace ${session.namespace} was deleted`);
+  session.scenario = health.scenario;
+  document.getElementById("namespace-info").textContent = `scenario ${health.scenario}, seed ${health.seed}`;
+}
+
+async function showClock() {
+  const clock = await control("clock");
+  document.getElementById("clock-now").textContent = `${clock.mode === "system" ? "system time" : clock.mode}, ${clock.now}`;
+}
+
+/** Everything shown about the namespace, read again. */
+async function showNamespace() {
+  await checkNamespace();
+  await Promise.all([showClock(), data.load(), controls.load()]);
+}
+
+async function poll() {
+  const [fresh] = await Promise.all([traffic.poll(), checkNamespace()]);
+  const reads = [showClock()];
+  // A write shows at once; what changed without a request (fixtures, a reset by a test harness:
+  // control routes are not journaled) at the next slow round.
+  const slowRound = ++polls % SLOW_ROUND === 0;
+  if (slowRound || Traffic.changedData(fresh)) reads.push(data.load());
+  if (slowRound || fresh.length) reads.push(controls.loadRules());  // rules count their hits
+  if (slowRound) reads.push(loadNamespaces());
+  await Promise.all(reads);
+}
+
+/** Poll again and again, one poll at a time, while the page is visible and allowed in. */
+function keepPolling() {
+  clearTimeout(waiting);
+  waiting = setTimeout(async () => {
+    if (document.hidden) return keepPolling();
+    try {
+      await poll();
+      say("page-status", "");
+    } catch (error) {
+      if (fail(error)) return;
+    }
+    keepPolling();
+  }, POLL_MS);
+}
+
+/** The namespace shown was deleted (not made again by reading it): back to the default one. */
+class Gone extends Error {}
+
+function switchTo(name) {
+  session.namespace = name;
+  const address = new URL(location.href);
+  address.searchParams.set("namespace", name);
+  history.replaceState(null, "", address);
+  data.restart();
+  traffic.restart();
+}
+
+/** Say what went wrong; true when only the admin token can help (polling stops until then). */
+function fail(error) {
+  if (error instanceof Unauthorized) {
+    clearTimeout(waiting);
+    document.getElementById("login").hidden = false;
+    document.getElementById("admin-token").focus();
+    say("page-status", session.token ? `The admin token was refused: ${error.message}` : "This sandbox runs with --admin-token: enter it to see the dashboard.", true);
+    return true;
+  }
+  if (error instanceof Gone) {
+    say("page-status", `${error.message}; showing default`, true);
+    switchTo("default");
+    loadNamespaces().then(() => Promise.all([showNamespace(), traffic.poll()])).catch(fail);
+    return false;
+  }
+  say("page-status", `The sandbox did not answer: ${error.message}`, true);
+  return false;
 }
 
 async function start() {
-  document.getElementById("namespace").addEventListener("change", (event) => {
-    state.namespace = event.target.value;
-    state.shown = PAGE_ROWS;
-    loadNamespace().catch(report);
-  });
-  document.getElementById("business").addEventListener("change", () => { state.shown = PAGE_ROWS; renderCounts(); renderTable(); });
-  document.getElementById("filter").addEventListener("input", renderTable);
-  for (const tab of document.querySelectorAll("[role=tab]")) {
-    tab.addEventListener("click", () => {
-      for (const other of document.querySelectorAll("[role=tab]")) other.setAttribute("aria-selected", String(other === tab));
-      state.kind = tab.dataset.kind;
-      state.sort = null;
-      state.shown = PAGE_ROWS;
-      renderTable();
-    });
+  try {
+    await loadNamespaces();
+    await Promise.all([showNamespace(), traffic.poll()]);
+    // Since the page was asked for: its files, every read and the first table page drawn.
+    document.body.dataset.firstTableMs = String(Math.round(performance.now()));
+    say("page-status", "");
+    keepPolling();
+  } catch (error) {
+    fail(error);
   }
-  await loadNamespaces();
-  const started = performance.now();
-  await loadNamespace();
-  document.body.dataset.firstTableMs = String(Math.round(performance.now() - started));
 }
 
-function report(error) {
-  document.getElementById("counts").textContent = `The sandbox did not answer: ${error.message}`;
-}
+document.getElementById("namespace").addEventListener("change", (event) => {
+  switchTo(event.target.value);
+  Promise.all([showNamespace(), traffic.poll()]).catch(fail);
+});
+document.getElementById("refresh").addEventListener("click", () => {
+  Promise.all([loadNamespaces(), showNamespace()]).then(() => say("page-status", "Read again")).catch(fail);
+});
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  useToken(document.getElementById("admin-token").value.trim());
+  document.getElementById("login").hidden = true;
+  start();
+});
+document.addEventListener("visibilitychange", () => { if (!document.hidden) keepPolling(); });
 
-start().catch(report);
+takeTokenFromLink();
+session.namespace = new URLSearchParams(location.search).get("namespace") || "default";
+start();
