@@ -112,7 +112,7 @@ function fail(error) {
 
 async function start() {
   try {
-    await loadNamespaces();
+    await loadNamespaces();  // (it may turn to another namespace: before anything is read)
     await Promise.all([showNamespace(), traffic.poll()]);
     // Since the page was asked for: its files, every read and the first table page drawn.
     document.body.dataset.firstTableMs = String(Math.round(performance.now()));
