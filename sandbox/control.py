@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
 import flask
 
-from . import envelope
+from . import envelope, webpage
 from .clock import ClockError
 from .errors import ApiError, bad_request, from_namespace_error
 from .fixtures import FixtureError
@@ -141,26 +140,6 @@ def _int_arg(name: str, minimum: int = 0) -> int | None:
     return number
 
 
-# The dashboard: files shipped inside the package (no build step, nothing from a CDN), served
-# under a policy that lets the page load nothing from anywhere else.
-DASHBOARD = Path(__file__).resolve().parent / "dashboard"
-_DASHBOARD_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                    ".css": "text/css; charset=utf-8"}
-DASHBOARD_FILES = {path.name: _DASHBOARD_TYPES[path.suffix] for path in sorted(DASHBOARD.iterdir())
-                   if path.suffix in _DASHBOARD_TYPES}
-# (`img-src data:`: the page's empty icon, so that the browser asks for no /favicon.ico.)
-DASHBOARD_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-
-
-def _dashboard_file(name: str) -> flask.Response:
-    answer = flask.Response((DASHBOARD / name).read_bytes(), mimetype=DASHBOARD_FILES[name].split(";")[0])
-    answer.headers["Content-Type"] = DASHBOARD_FILES[name]
-    answer.headers["Content-Security-Policy"] = DASHBOARD_POLICY
-    answer.headers["Cache-Control"] = "no-cache"
-    answer.headers["X-Content-Type-Options"] = "nosniff"
-    return answer
-
-
 def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> flask.Blueprint:
     """The control routes; `catalog` (what each operation of the contract declares) judges rules."""
     routes = flask.Blueprint("sandbox_control", __name__, url_prefix="/__sandbox")
@@ -193,19 +172,21 @@ def blueprint(sandbox: Sandbox, journal: Journal, catalog: ResponseCatalog) -> f
     def index():
         """The dashboard for a browser (which asks for HTML first); for anything else, what the
         control routes are (JSON stays the answer to `Accept: application/json`)."""
-        accepted = flask.request.accept_mimetypes
-        if accepted.best_match(["application/json", "text/html"], default="application/json") == "text/html" \
-                and accepted["text/html"] > accepted["application/json"]:
-            return _dashboard_file("index.html")
-        return envelope.data({"dashboard": "GET /__sandbox/ with Accept: text/html",
-                              "routes": sorted({rule.rule for rule in flask.current_app.url_map.iter_rules()
-                                                if rule.rule.startswith("/__sandbox/")})})
+        if webpage.wants_page(flask.request.headers.get("Accept")):
+            answer = webpage.file_response("index.html")
+        else:
+            listed = sorted({rule.rule for rule in flask.current_app.url_map.iter_rules()
+                              if rule.rule.startswith("/__sandbox/")})
+            answer = flask.current_app.make_response(
+                envelope.data({"dashboard": "GET /__sandbox/ with Accept: text/html", "routes": listed}))
+        answer.vary.add("Accept")
+        return answer
 
     @routes.get("/dashboard/<name>")
     def dashboard_asset(name: str):
-        if name not in DASHBOARD_FILES:
+        if name not in webpage.FILES:
             raise ApiError(404, f"No dashboard file {name!r}", {"field": "name"})
-        return _dashboard_file(name)
+        return webpage.file_response(name)
 
     @routes.get("/health")
     def health():

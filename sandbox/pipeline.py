@@ -38,6 +38,7 @@ import time
 
 from werkzeug.datastructures import Headers
 
+from . import webpage
 from .auth import Authenticator
 from .contract import BearerAuth, Contract, ContractRequest, ContractResponse
 from .errors import (
@@ -430,18 +431,17 @@ class Edge:
 
     def _needs_admin(self, scope) -> bool:
         """Whether this is a control route (health aside: container health checks use it) and the
-        request lacks the --admin-token that was set. The dashboard's page and files hold no
-        state and are open (a browser cannot send a bearer token to load them); the page then
-        asks for the token and sends it on every control route it reads."""
+        request lacks the --admin-token that was set. The dashboard's page and files are open
+        (see webpage.is_open); the page sends the token on every control route it reads."""
         path = scope["path"]
         if self.admin_token is None or scope["method"] == "OPTIONS" or path == "/__sandbox/health":
             return False
         if path != "/__sandbox" and not path.startswith("/__sandbox/"):
             return False
-        if scope["method"] in ("GET", "HEAD") and (path.startswith("/__sandbox/dashboard/") or (
-                path == "/__sandbox/" and "text/html" in _headers(scope["headers"]).get("accept", ""))):
+        headers = _headers(scope["headers"])
+        if webpage.is_open(scope["method"], path, headers.get("accept")):
             return False
-        token = BearerAuth.token_of(_headers(scope["headers"])) or ""
+        token = BearerAuth.token_of(headers) or ""
         return not hmac.compare_digest(token.encode(), self.admin_token.encode())
 
     async def _body(self, scope, receive) -> bytes | None:

@@ -88,6 +88,7 @@ class Watched:
 
     def __init__(self, page) -> None:
         self.page = page
+        self.root = ""  # the address the page was opened at (its own files load from there)
         self.problems: list[str] = []
         self.requests: list[str] = []
         page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
@@ -100,7 +101,7 @@ class Watched:
         expected = tuple(f"Failed to load resource: the server responded with a status of {status} " for status in refused)
         problems = [p for p in self.problems if not p.removeprefix("console error: ").startswith(expected)]
         assert not problems, problems
-        elsewhere = [url for url in self.requests if not url.startswith(f"{base_url}/__sandbox/")]
+        elsewhere = [url for url in self.requests if not url.startswith((f"{base_url}/__sandbox/", self.root))]
         assert not elsewhere, elsewhere
 
 
@@ -109,13 +110,14 @@ def open_page(browser, server):
     contexts = []
 
     def opening(query: str = "", width: int = 1280, height: int = 900, ready: bool = True, base_url=None,
-                **options) -> Watched:
+                prefix: str = "", **options) -> Watched:
         context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True, **options)
         contexts.append(context)
         watched = Watched(context.new_page())
-        watched.page.goto(f"{base_url or server.base_url}/__sandbox/{query}")
+        watched.root = f"{base_url or server.base_url}{prefix}/__sandbox/"
+        watched.page.goto(watched.root + query)
         if ready:
-            watched.page.wait_for_selector("body[data-first-table-ms]")
+            watched.page.wait_for_selector("body[data-ready]")
         return watched
 
     yield opening
@@ -127,6 +129,15 @@ def rows(page, table: str) -> int:
     return page.locator(f"#{table} > tbody > tr:not(.details)").count()
 
 
+def requests_shown(page):
+    """The traffic table's rows (not the rows they open to, nor the tables inside those)."""
+    return page.locator("#traffic-table > tbody > tr:not(.details)")
+
+
+def status_of(row):
+    return row.locator("td").nth(4)  # opener, time, method, path, status
+
+
 def test_json_clients_still_get_json(server):
     answer = httpx.get(f"{server.base_url}/__sandbox/", headers={"Accept": "application/json"})
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
@@ -134,6 +145,7 @@ def test_json_clients_still_get_json(server):
     page = httpx.get(f"{server.base_url}/__sandbox/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]  # nothing from elsewhere
+    assert "Accept" in page.headers["vary"] and "Accept" in answer.headers["vary"]  # (with CORS's Origin)
     assert httpx.get(f"{server.base_url}/__sandbox/dashboard/nope.js").status_code == 404
     assert httpx.get(f"{server.base_url}/__sandbox/dashboard/data.js").headers["content-type"].startswith("text/javascript")
 
@@ -170,9 +182,9 @@ def test_a_credit_made_over_the_api_shows_in_the_data_and_the_traffic_within_two
     answered = time.monotonic()
     assert made.status_code == 201, made.text
     expect(page.locator("#credits-table")).to_contain_text("made for the dashboard", timeout=2000)
-    newest = page.locator("#traffic-table > tbody > tr:not(.details)").first
+    newest = requests_shown(page).first
     expect(newest).to_contain_text("POST", timeout=max(1, 2000 - int((time.monotonic() - answered) * 1000)))
-    expect(newest).to_contain_text("201")
+    expect(status_of(newest)).to_have_text("201")
     took = time.monotonic() - answered
     assert took < 2.0
     report(f"dashboard ({server.store} store): a credit made over the API showed in the data and the traffic {took * 1000:.0f} ms after its 201")
@@ -189,12 +201,21 @@ def test_a_failed_request_opens_to_its_violations_and_the_traffic_filters(server
     refused = sandbox.api("POST", credits_path(business["id"]), json={"customer_id": 5, "line_items": "x"})
     assert refused.status_code == 400
     assert sandbox.api("GET", credits_path(business["id"]), params={"limit": 2}).status_code == 200
-    expect(page.locator("#traffic-table caption")).to_have_text("2 requests")
+    assert sandbox.api("GET", "/v1/not-in-the-contract").status_code == 404
+    expect(page.locator("#traffic-table caption")).to_have_text("3 requests")
+
+    # Each contract outcome keeps what the journal's own filter keeps.
+    for outcome in ("pass", "fail", "violation", "skipped"):
+        page.select_option("#traffic-contract", outcome)
+        kept = sandbox.control("GET", "requests", params={"contract": outcome}).json()["data"]
+        expect(requests_shown(page)).to_have_count(len(kept))
+        assert [int(key) for key in requests_shown(page).evaluate_all("(rows) => rows.map((r) => r.dataset.key)")] \
+            == [entry["id"] for entry in reversed(kept)]  # newest first
 
     page.select_option("#traffic-contract", "fail")
     expect(page.locator("#traffic-table caption")).to_have_text("1 requests")
-    failed = page.locator("#traffic-table > tbody > tr:not(.details)").first
-    expect(failed).to_contain_text("400")
+    failed = requests_shown(page).first
+    expect(status_of(failed)).to_have_text("400")
     failed.locator("button.opener").click()
     details = page.locator("#traffic-table tr.details").first
     violations = details.locator("table.violations tbody tr")
@@ -208,11 +229,11 @@ def test_a_failed_request_opens_to_its_violations_and_the_traffic_filters(server
     page.select_option("#traffic-contract", "")
     page.select_option("#traffic-status", "2xx")
     expect(page.locator("#traffic-table caption")).to_have_text("1 requests")
-    expect(page.locator("#traffic-table > tbody > tr:not(.details)").first).to_contain_text("GET")
+    expect(status_of(requests_shown(page).first)).to_have_text("200")
     page.select_option("#traffic-status", "")
     page.select_option("#traffic-operation", "business.invoices.customer-credits.post")
-    expect(page.locator("#traffic-table > tbody > tr:not(.details)")).to_have_count(1)
-    expect(page.locator("#traffic-table > tbody > tr:not(.details)").first).to_contain_text("POST")
+    expect(requests_shown(page)).to_have_count(1)
+    expect(requests_shown(page).first).to_contain_text("POST")
     watched.clean(server.base_url)
 
 
@@ -233,8 +254,9 @@ def test_a_500_rule_set_in_the_page_makes_the_next_api_call_a_500(server, open_p
     forced = sandbox.api("GET", listing)
     assert forced.status_code == 500 and forced.json()["errors"], forced.text
     assert sandbox.api("GET", listing).status_code == 200  # a rule for one request only
-    newest = page.locator("#traffic-table > tbody > tr:not(.details)")
-    expect(newest.nth(1)).to_contain_text("500")
+    expect(requests_shown(page)).to_have_count(2)
+    expect(status_of(requests_shown(page).nth(1))).to_have_text("500")
+    expect(status_of(requests_shown(page).nth(0))).to_have_text("200")
     expect(page.locator("#rules-list li")).to_have_count(0)  # used up, and the page shows it
 
     page.fill("#rule-code", "418")  # not declared by the contract: refused with Layer's reason
@@ -317,8 +339,11 @@ def test_the_controls_reset_load_a_scenario_move_the_clock_and_export_and_import
 def test_another_namespace_shows_its_own_data_and_its_first_page_renders_fast(server, open_page):
     big = Sandbox(server.base_url, "big", scenario="paging")
     assert big.business()["customer_credits"] == 1000
-    watched = open_page()  # the default namespace first
+    default = httpx.get(f"{server.base_url}/__sandbox/businesses").json()["data"][0]
+    assert httpx.get(server.base_url + credits_path(default["id"]), headers=AUTH).status_code == 200
+    watched = open_page()  # the default namespace first, with a request in its traffic
     page = watched.page
+    expect(requests_shown(page)).not_to_have_count(0)
     assert page.locator("#namespace").input_value() == "default"
     expect(page.locator("#namespace option")).to_contain_text(["default"])
     page.wait_for_function("[...document.querySelectorAll('#namespace option')].some((o) => o.value === 'big')",
@@ -327,6 +352,7 @@ def test_another_namespace_shows_its_own_data_and_its_first_page_renders_fast(se
     expect(page.locator("#counts")).to_have_text(big.counts())
     expect(page.locator("#namespace-info")).to_have_text("scenario paging, seed 1")
     assert page.url.endswith("?namespace=big")
+    expect(page.locator("#traffic-table caption")).to_have_text("0 requests")  # big's own traffic: none
     assert rows(page, "credits-table") == 200
     page.click("button.more")
     assert rows(page, "credits-table") == 1000
@@ -345,8 +371,26 @@ def test_another_namespace_shows_its_own_data_and_its_first_page_renders_fast(se
         fresh.page.context.close()
     page_ms = sorted(f[0] for f in figures)
     report(f"dashboard ({server.store} store): a 1,000-credit namespace's first table page drawn "
-           f"{page_ms[0]}/{page_ms[1]}/{page_ms[2]} ms after the page was asked for (min/median/max of 3, "
-           f"the page's own clock); {min(f[1] for f in figures):.0f} ms as the test waited for it")
+           f"{page_ms[0]}/{page_ms[1]}/{page_ms[2]} ms after a new tab asked for the page (min/median/max of 3, "
+           f"the page's own clock); all of it read (traffic, rules, scenarios) after {min(f[1] for f in figures):.0f} ms "
+           "at best, as the test waited for it")
+
+
+def test_a_namespace_is_never_made_by_looking_at_it(server, open_page):
+    unknown = open_page("?namespace=nosuch")
+    expect(unknown.page.locator("#page-status")).to_have_text("No namespace nosuch; showing default")
+    expect(unknown.page.locator("#namespace")).to_have_value("default")
+    prefixed = open_page(prefix="/__ns/ghost")  # a page opened under a namespace's URL prefix
+    expect(prefixed.page.locator("#page-status")).to_have_text("No namespace ghost; showing default")
+    listed = [n["namespace"] for n in httpx.get(f"{server.base_url}/__sandbox/namespaces").json()["data"]]
+    assert "nosuch" not in listed and "ghost" not in listed
+
+    Sandbox(server.base_url, "named-by-path", scenario="empty")
+    by_path = open_page(prefix="/__ns/named-by-path")
+    expect(by_path.page.locator("#namespace")).to_have_value("named-by-path")
+    expect(by_path.page.locator("#namespace-info")).to_have_text("scenario empty, seed 1")
+    for watched in (unknown, prefixed, by_path):
+        watched.clean(server.base_url)
 
 
 def test_a_deleted_namespace_is_not_made_again_by_the_page(server, open_page):
@@ -370,6 +414,9 @@ def test_under_an_admin_token_the_page_asks_for_it(open_page, tmp_path):
         assert httpx.get(f"{base}/__sandbox/state").status_code == 401
         assert httpx.get(f"{base}/__sandbox/", headers={"Accept": "text/html"}).status_code == 200  # the page holds no state
         assert httpx.get(f"{base}/__sandbox/dashboard/api.js").status_code == 200
+        assert httpx.get(f"{base}/__sandbox/dashboard/other.js").status_code == 401  # only its own files
+        assert httpx.get(f"{base}/__sandbox", headers={"Accept": "text/html"}).status_code == 308  # to the page
+        assert httpx.get(f"{base}/__sandbox/", headers={"Accept": "text/html;q=0.1, application/json"}).status_code == 401
 
         watched = open_page(ready=False, base_url=base)
         page = watched.page
@@ -382,7 +429,7 @@ def test_under_an_admin_token_the_page_asks_for_it(open_page, tmp_path):
         page.fill("#admin-token", "admin-secret")
         page.press("#admin-token", "Enter")
         expect(page.locator("#login")).to_be_hidden()
-        page.wait_for_selector("body[data-first-table-ms]")
+        page.wait_for_selector("body[data-ready]")
         assert rows(page, "credits-table") == 24
 
         linked = open_page("#token=admin-secret", base_url=base)
@@ -417,6 +464,7 @@ def test_the_page_works_from_the_keyboard(server, open_page):
     header.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#credits-table thead th[aria-sort=ascending]")).to_have_text("Total")
+    expect(header).to_be_focused()  # the table was drawn again; the focus stayed on its button
     opener = page.locator("#credits-table button.opener").first
     opener.focus()
     page.keyboard.press("Enter")

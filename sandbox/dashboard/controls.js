@@ -3,7 +3,7 @@
 // own description of what was wrong.
 "use strict";
 
-import { control, session } from "./api.js";
+import { Stale, Unauthorized, control, session } from "./api.js";
 import { element, say } from "./dom.js";
 
 const value = (id) => document.getElementById(id).value.trim();
@@ -22,9 +22,12 @@ function describeRule(rule) {
 }
 
 export class Controls {
-  /** `changed()` runs after anything that changes the namespace, to show it again. */
-  constructor(changed) {
+  /** `changed()` runs after anything that changes the namespace, to show it again;
+      `trouble(error)` takes what only the page as a whole can answer (the admin token, another
+      namespace shown meanwhile, the sandbox gone). */
+  constructor(changed, trouble) {
     this.changed = changed;
+    this.trouble = trouble;
     this.on("reset-form", () => control("reset", { method: "POST", body: filled({ seed: number("reset-seed") }) }),
       (d) => `Reset to scenario ${d.scenario}, seed ${d.seed}; rules cleared`);
     this.on("scenario-form", () => control(`scenarios/${encodeURIComponent(value("scenario-name"))}`,
@@ -50,14 +53,22 @@ export class Controls {
     const target = document.getElementById(id);
     target.addEventListener(target.tagName === "FORM" ? "submit" : "click", async (event) => {
       event.preventDefault();
+      let done;
       try {
-        const done = await act();
-        say("control-status", told(done));
-        if (changes) await this.changed();
+        done = await act();
       } catch (error) {
-        say("control-status", `Refused: ${error.message}`, true);
+        this.refused(error);
+        return;
       }
+      say("control-status", told(done));
+      if (changes) await this.changed().catch(this.trouble);
     });
+  }
+
+  /** A control route's refusal, in its own words; the page's troubles to the page. */
+  refused(error) {
+    if (error instanceof Unauthorized || error instanceof Stale) this.trouble(error);
+    else say("control-status", `Refused: ${error.message}`, true);
   }
 
   async load() {
@@ -80,11 +91,12 @@ export class Controls {
       remove.addEventListener("click", async () => {
         try {
           await control(`rules/${encodeURIComponent(rule.id)}`, { method: "DELETE" });
-          say("control-status", `Removed ${rule.id}`);
-          await this.loadRules();
         } catch (error) {
-          say("control-status", `Refused: ${error.message}`, true);
+          this.refused(error);
+          return;
         }
+        say("control-status", `Removed ${rule.id}`);
+        await this.loadRules().catch(this.trouble);
       });
       return element("li", { "data-rule": rule.id }, element("span", {}, describeRule(rule)), " ", remove);
     }));
@@ -106,6 +118,7 @@ export class Controls {
   async importState(input) {
     const file = input.files[0];
     if (!file) return;
+    let done;
     try {
       let document_;
       try {
@@ -113,13 +126,14 @@ export class Controls {
       } catch (error) {
         throw new Error(`${file.name} is not JSON: ${error.message}`);
       }
-      const done = await control("state", { method: "PUT", body: document_ });
-      say("control-status", `Imported ${file.name}: scenario ${done.scenario}, seed ${done.seed}`);
-      await this.changed();
+      done = await control("state", { method: "PUT", body: document_ });
     } catch (error) {
-      say("control-status", `Refused: ${error.message}`, true);
+      this.refused(error);
+      return;
     } finally {
       input.value = "";
     }
+    say("control-status", `Imported ${file.name}: scenario ${done.scenario}, seed ${done.seed}`);
+    await this.changed().catch(this.trouble);
   }
 }

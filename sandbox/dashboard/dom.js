@@ -64,6 +64,8 @@ export class Table {
   }
 
   draw(area, rows) {
+    // What had the keyboard's focus gets it back in the new table (a sort button, a row's opener).
+    const focused = area.contains(document.activeElement) ? document.activeElement.dataset.focus : undefined;
     if (this.sort !== null) {
       const value = this.columns[this.sort].value;
       const order = this.descending ? -1 : 1;
@@ -71,7 +73,7 @@ export class Table {
     }
     const head = element("tr", {}, element("th", { scope: "col" }, element("span", { class: "visually-hidden" }, "Details")));
     this.columns.forEach(({ label, numeric }, position) => {
-      const button = element("button", { type: "button" }, label);
+      const button = element("button", { type: "button", "data-focus": `sort-${position}` }, label);
       button.addEventListener("click", () => {
         this.descending = this.sort === position ? !this.descending : false;
         this.sort = position;
@@ -89,15 +91,25 @@ export class Table {
     area.replaceChildren(table);
     if (rows.length > this.shown) {
       const more = element("button", { type: "button", class: "more" }, `Show all ${rows.length} rows`);
-      more.addEventListener("click", () => { this.shown = Infinity; this.draw(area, rows); });
+      more.addEventListener("click", () => {
+        const next = `open-${this.key(rows[this.shown])}`;  // the first row it adds takes the focus
+        this.shown = Infinity;
+        this.draw(area, rows);
+        this.focus(area, next);
+      });
       area.append(more);
     }
+    if (focused !== undefined) this.focus(area, focused);
+  }
+
+  focus(area, name) {
+    (area.querySelector(`[data-focus="${CSS.escape(name)}"]`) || area).focus();
   }
 
   rowLines(row) {
     const key = this.key(row);
     const opener = element("button", { type: "button", class: "opener", "aria-expanded": "false",
-      "aria-label": `Details of ${key}` }, "▸");
+      "aria-label": `Details of ${key}`, "data-focus": `open-${key}` }, "▸");
     const line = element("tr", { class: this.rowClass(row), "data-key": key }, element("td", {}, opener));
     for (const { value, cell, numeric } of this.columns) {
       line.append(element("td", { class: numeric ? "number" : null }, cell ? cell(row) : String(value(row) ?? "")));

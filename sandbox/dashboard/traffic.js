@@ -58,6 +58,7 @@ export class Traffic {
   constructor() {
     this.entries = [];  // newest first
     this.last = null;
+    this.inflight = null;  // the fetch on its way
     this.operations = new Set();
     this.area = document.getElementById("traffic-area");
     this.filters = ["traffic-status", "traffic-operation", "traffic-contract"].map((id) => document.getElementById(id));
@@ -81,7 +82,10 @@ export class Traffic {
   restart() {
     this.entries = [];
     this.last = null;
+    this.inflight = null;
     this.table.restart();
+    this.operations.clear();
+    this.offerOperations([]);
   }
 
   /** Whether these entries may have changed the data: a write that was answered. */
@@ -89,11 +93,23 @@ export class Traffic {
     return entries.some((e) => !["GET", "HEAD", "OPTIONS"].includes(e.method) && e.status !== null && e.status < 500);
   }
 
-  /** Fetch and show what is new; the new entries, oldest first. */
-  async poll() {
+  /** Fetch and show what is new; the new entries, oldest first. One fetch at a time: a second
+      caller meanwhile shares the first one's. */
+  poll() {
+    if (!this.inflight) {
+      const asked = this.inflight = this.fetchNew().finally(() => {
+        if (this.inflight === asked) this.inflight = null;
+      });
+    }
+    return this.inflight;
+  }
+
+  async fetchNew() {
     const fresh = await control(`requests?limit=${KEPT}` + (this.last === null ? "" : `&after=${this.last}`));
-    if (this.last === null || fresh.length) this.draw([...fresh]);
-    return fresh;
+    const first = this.last === null;
+    const unseen = first ? fresh : fresh.filter((e) => e.id > this.last);
+    if (first || unseen.length) this.draw([...unseen]);
+    return unseen;
   }
 
   draw(fresh = []) {
@@ -113,11 +129,11 @@ export class Traffic {
   offerOperations(entries) {
     const known = this.operations.size;
     for (const e of entries) if (e.operation_id) this.operations.add(e.operation_id);
-    if (this.operations.size === known) return;
+    if (this.operations.size === known && entries.length) return;
     const picker = this.filters[1];
     const chosen = picker.value;
     picker.replaceChildren(element("option", { value: "" }, "any"),
       ...[...this.operations].sort().map((op) => element("option", { value: op }, op)));
-    picker.value = chosen;
+    picker.value = this.operations.has(chosen) ? chosen : "";
   }
 }
