@@ -7,6 +7,14 @@
 #       (state in a Redis that any number of such containers share; see docs/redis.md)
 FROM python:3.11.7-slim-bookworm
 
+# The release workflow passes the tag's version (and docker/metadata-action adds the other OCI
+# labels: source, revision, created); a local build says "dev".
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="layer-sandbox" \
+      org.opencontainers.image.description="A local, stateful sandbox of Layer's customer-credits API" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT"
+
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -91,6 +91,18 @@ def account(business: dict, stable_name: str) -> dict:
     return next(a for a in business["ledger_accounts"] if a["stable_name"] == stable_name)
 
 
+def copy_of_repository(destination: Path) -> Path:
+    """The repository's files as a clone would have them (tracked, and new ones not ignored; no
+    venv, no node_modules): for what builds or installs from a checkout, away from this one."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination
+
+
 def sandbox_command() -> list[str]:
     script = Path(sys.executable).with_name("layer-sandbox")
     if script.exists():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 import doc_commands
 from doc_commands import ROOT, Shell, blocks, commands, start_and_stop
-from support import report
+from support import copy_of_repository, report
 
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 README = ROOT / "README.md"
@@ -88,13 +87,7 @@ def test_the_readme_start_command_runs_as_printed(tmp_path):
     """In a copy of the repository, as a newcomer runs it: a venv, an install, a sandbox on 8088."""
     [start] = commands(blocks(README.read_text())[0])
     assert start.expect == "starts" and "pip install ." in start.text
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout
-    copy = tmp_path / "checkout"
-    for name in filter(None, listed.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    copy = copy_of_repository(tmp_path / "checkout")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(Path(sys.prefix))))
     with doc_commands.port_8088():  # the command names no port: it must have 8088, as a newcomer's would
