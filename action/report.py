@@ -4,8 +4,10 @@ an error annotation, a table in the job summary and a line of the log; exit 1 wh
 INPUT_FAIL_ON_VIOLATIONS is true and there was one.
 
 A request "broke the contract" when the journal's `contract=violation` filter keeps it: its
-request or response failed validation against openapi.yaml, or it went to a route the contract
-does not have (a typo in a path, say). Requests of every namespace count.
+request (a 400's body, a 401's missing token) or response failed validation against openapi.yaml,
+or it went to a route the contract does not have (a typo in a path, say). Requests of every
+namespace count, except those of INPUT_IGNORE_NAMESPACES (where tests send bad requests on
+purpose). The log and the summary may be public: each problem is cut short, and no body is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.request
 
 ANNOTATIONS = 10  # GitHub shows at most ten error annotations per step; the log and summary hold all
+PROBLEM_CHARS = 300
 
 
 def escape(text: str) -> str:
@@ -29,7 +32,7 @@ def journal(url: str, admin_token: str, **query: str) -> list[dict]:
     headers = {"Accept": "application/json"}
     if admin_token:
         headers["Authorization"] = f"Bearer {admin_token}"
-    with urllib.request.urlopen(urllib.request.Request(address, headers=headers), timeout=30) as answer:
+    with urllib.request.urlopen(urllib.request.Request(address, headers=headers), timeout=60) as answer:
         return json.load(answer)["data"]
 
 
@@ -37,45 +40,51 @@ def what_broke(entry: dict) -> str:
     if entry.get("operation_id") is None:
         return "not a route of the contract"
     side = "request" if entry.get("request_validation") == "fail" else "response"
-    return f"{side}: {entry.get('error') or 'failed validation'}"
+    problem = " ".join((entry.get("error") or "failed validation").split())
+    return f"{side}: {problem[:PROBLEM_CHARS]}" + ("…" if len(problem) > PROBLEM_CHARS else "")
+
+
+def summary_table(broken: list[dict]) -> str:
+    lines = ["| Method | Path | Status | Namespace | What broke |", "|---|---|---|---|---|"]
+    for entry in broken:
+        cells = [entry["method"], f"`{entry['path']}`", str(entry["status"]), entry["namespace"], what_broke(entry)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n\n"
 
 
 def main(url: str) -> int:
     fail_on = os.environ.get("INPUT_FAIL_ON_VIOLATIONS", "false").strip().lower() == "true"
+    admin_token = os.environ.get("INPUT_ADMIN_TOKEN", "")
+    ignored = set(os.environ.get("INPUT_IGNORE_NAMESPACES", "").split())
     if not url:
         print("::error title=layer-sandbox report::No sandbox URL: give `url`, or start the sandbox "
               "with the layer-sandbox action first (it exports LAYER_SANDBOX_URL)")
         return 1
     try:
-        broken = journal(url, os.environ.get("INPUT_ADMIN_TOKEN", ""), namespace="*", contract="violation")
-        seen = journal(url, os.environ.get("INPUT_ADMIN_TOKEN", ""), namespace="*")
+        seen = journal(url, admin_token, namespace="*")
+        broken = [e for e in journal(url, admin_token, namespace="*", contract="violation")
+                  if e["namespace"] not in ignored]
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
         level = "error" if fail_on else "warning"
-        print(f"::{level} title=layer-sandbox report::Could not read the journal at {url}: {escape(str(exc))}")
+        print(f"::{level} title=layer-sandbox report::{escape(f'Could not read the journal at {url}: {exc}')}")
         return 1 if fail_on else 0
 
-    verdict = (f"layer-sandbox: {len(seen)} requests in the journal, {len(broken)} broke Layer's contract"
-               + (" (older requests may have left the journal: --journal-size)" if len(seen) >= 1000 else ""))
+    verdict = f"layer-sandbox: {len(seen)} requests in the journal, {len(broken)} broke Layer's contract" + (
+        f" (not counting the namespaces {', '.join(sorted(ignored))})" if ignored else "")
     print(verdict)
+    # Entries are numbered from 1: a first one past 1 means older ones left (or were cleared).
+    left = seen[0]["id"] - 1 if seen else 0
+    if left:
+        print(f"::warning title=layer-sandbox report::{left} earlier requests are no longer in the journal "
+              "(its journal-size, or a clear): whether they broke the contract is not known")
     for position, entry in enumerate(broken):
-        line = (f"{entry['method']} {entry['path']} -> {entry['status']} "
-                f"[{entry['namespace']}]: {what_broke(entry)}")
-        if position < ANNOTATIONS:
-            print(f"::error title=Layer contract::{escape(line)}")
-        else:
-            print(line)
+        line = f"{entry['method']} {entry['path']} -> {entry['status']} [{entry['namespace']}]: {what_broke(entry)}"
+        print(f"::error title=Layer contract::{escape(line)}" if position < ANNOTATIONS else escape(line))
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as out:
-            out.write(f"### layer-sandbox\n\n{verdict}\n\n")
-            if broken:
-                out.write("| Method | Path | Status | Namespace | What broke |\n|---|---|---|---|---|\n")
-                for entry in broken:
-                    cells = [entry["method"], f"`{entry['path']}`", str(entry["status"]), entry["namespace"],
-                             what_broke(entry)]
-                    out.write("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |\n")
-                out.write("\n")
+            out.write(f"### layer-sandbox\n\n{verdict}\n\n" + (summary_table(broken) if broken else ""))
     return 1 if fail_on and broken else 0
 
 

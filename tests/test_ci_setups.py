@@ -120,16 +120,19 @@ class Runner:
         self.env_file.touch()
         self.exported: dict[str, str] = {}
 
-    def run(self, action: str, inputs: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(self, action: str, inputs: dict[str, str] | None = None, *, action_path: Path | None = None,
+            github: dict | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
         """Run the action at `action` (a folder holding action.yml, relative to the action's path)
-        with these inputs; its outputs land in `self.outputs`."""
-        folder = (self.action_path / action).resolve()
+        with these inputs; its outputs land in `self.outputs`. `github` replaces what the runner's
+        github context holds; `action_path`, where it checked the action out; `extra_env`, more of
+        the runner's environment."""
+        folder = Path(os.path.normpath((action_path or self.action_path) / action))
         definition = yaml.safe_load((folder / "action.yml").read_text())
         given = {name: spec.get("default", "") for name, spec in definition.get("inputs", {}).items()}
         unknown = set(inputs or {}) - set(given)
         assert not unknown, f"the action has no input {sorted(unknown)}"
         given.update(inputs or {})
-        contexts = {"inputs": given, "github": {"action_repository": "your-org/layer-sandbox"}}
+        contexts = {"inputs": given, "github": github or {"action_repository": "your-org/layer-sandbox"}}
 
         def evaluate(text: str) -> str:
             return re.sub(r"\$\{\{\s*(\w+)\.([\w-]+)\s*\}\}", lambda m: contexts[m[1]][m[2]], text)
@@ -148,6 +151,7 @@ class Runner:
             env.update({"GITHUB_ACTION_PATH": str(folder), "GITHUB_ENV": str(self.env_file),
                         "GITHUB_OUTPUT": str(outputs_file), "GITHUB_STEP_SUMMARY": str(self.summary),
                         "RUNNER_TEMP": str(self.temp), "GITHUB_WORKSPACE": str(self.workspace), "CI": "true"})
+            env.update(extra_env or {})
             env.update({name: evaluate(str(value)) for name, value in step.get("env", {}).items()})
             result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
                                     cwd=self.workspace, env=env, capture_output=True, text=True, timeout=600)
@@ -176,7 +180,7 @@ def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("job")
     runner = Runner(root / "workspace", copy_of_repository(root / "action"))
     yield runner
-    for pid_file in runner.temp.glob("layer-sandbox-*/pid"):
+    for pid_file in runner.temp.glob("layer-sandbox/*/pid"):
         subprocess.run(["kill", pid_file.read_text().strip()], capture_output=True)
 
 
@@ -254,6 +258,62 @@ def test_the_action_fails_loudly_when_the_sandbox_cannot_start(job, started):
     assert "address already in use" in taken.stdout.lower(), taken.stdout
 
 
+def test_a_version_installs_that_release_of_the_actions_repository(job, tmp_path):
+    """`version: 0.1.0` installs the wheel of the GitHub release v0.1.0 of the repository the
+    action came from: github.action_repository when the runner fills it in, else the path it
+    checked the action out to (.../_actions/OWNER/REPO/REF). GitHub cannot be reached from here,
+    so the install fails, and says what it tried."""
+    checkout = tmp_path / "_actions" / "acme" / "layer-sandbox" / "v0.1.0"
+    checkout.parent.mkdir(parents=True)
+    checkout.symlink_to(job.action_path, target_is_directory=True)
+    holder, address = unused_address()
+    holder.close()
+    result = job.run(".", {"version": "0.1.0", "port": address.rsplit(":", 1)[1]}, action_path=checkout,
+                     github={"action_repository": ""}, extra_env={"PIP_RETRIES": "0", "PIP_TIMEOUT": "3"})
+    wheel = "https://github.com/acme/layer-sandbox/releases/download/v0.1.0/layer_sandbox-0.1.0-py3-none-any.whl"
+    assert result.returncode == 1, result.stdout
+    assert f"::group::Install layer-sandbox from {wheel}" in result.stdout
+    assert f"::error title=layer-sandbox::could not install layer-sandbox from {wheel}" in result.stdout
+
+    refused = job.run(".", {"port": "80; echo injected"})
+    assert refused.returncode == 1 and "::error title=layer-sandbox::port must be a number" in refused.stdout
+
+
+def test_a_wheel_as_version_and_a_report_on_a_small_journal(job, tmp_path):
+    """Any other `version` goes to pip as it is: here a wheel built from this repository. With
+    `journal-size: 12` and 14 bad requests, the report shows ten annotations (GitHub's limit per
+    step) and the rest as lines, and warns that two left the journal."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                            str(job.action_path)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("layer_sandbox-*.whl")
+    holder, address = unused_address()
+    holder.close()
+    port = address.rsplit(":", 1)[1]
+    started = job.run(".", {"version": str(wheel), "port": port, "journal-size": "12"})
+    assert started.returncode == 0, started.stdout
+    assert f"::group::Install layer-sandbox from {wheel}" in started.stdout
+    url = job.outputs["url"]
+    assert url == f"http://127.0.0.1:{port}"
+    business = httpx.get(f"{url}/__sandbox/businesses").json()["data"][0]
+    for number in range(14):
+        bad = httpx.post(url + credits_path(business["id"]), headers={"Authorization": "Bearer t"},
+                         json={"customer_id": number, "memo": "100% wrong\nline two"})
+        assert bad.status_code == 400
+
+    told = job.run("report", {"url": url})
+    assert told.returncode == 0, told.stdout
+    lines = told.stdout.splitlines()
+    assert sum(line.startswith("::error title=Layer contract::") for line in lines) == 10
+    assert sum(line.startswith(f"POST {credits_path(business['id'])} -> 400") for line in lines) == 2
+    assert "::warning title=layer-sandbox report::2 earlier requests are no longer in the journal" in told.stdout
+    assert all("\n" not in line for line in lines)  # (the runner reads one command per line)
+
+    ignored = job.run("report", {"url": url, "ignore-namespaces": "other default", "fail-on-violations": "true"})
+    assert ignored.returncode == 0, ignored.stdout
+    assert "0 broke Layer's contract (not counting the namespaces default, other)" in ignored.stdout
+
+
 def test_the_report_says_when_it_cannot_read_the_journal(job):
     holder, nobody = unused_address()  # held: nothing can answer there meanwhile
     warned = job.run("report", {"url": nobody})
@@ -327,7 +387,10 @@ def test_the_readmes_gitlab_and_compose_setups_use_the_images_port_and_health():
     job = next(value for value in gitlab.values() if isinstance(value, dict) and "services" in value)
     [service] = job["services"]
     assert service["name"].startswith("ghcr.io/") and service["alias"]
-    assert job["variables"]["LAYER_SANDBOX_URL"].startswith(f"http://{service['alias']}:8088/__ns/")
+    # LAYER_SANDBOX_URL is the sandbox's root (the pytest plugin adds a namespace per test); other
+    # clients take a namespaced base URL of their own.
+    assert job["variables"]["LAYER_SANDBOX_URL"] == f"http://{service['alias']}:8088"
+    assert job["variables"]["LAYER_BASE_URL"].startswith(f"http://{service['alias']}:8088/__ns/")
     assert any("/__sandbox/health" in line for line in job["before_script"])
 
     compose = yaml.safe_load(readme_yaml("condition: service_healthy"))

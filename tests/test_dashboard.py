@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import store_args
 from support import SandboxProcess, credits_path, report, stable_line
 from test_browser import CHROMIUM
 
@@ -45,13 +44,11 @@ def browser():
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def server(request, tmp_path_factory, store):
-    """A sandbox on each store: the page reads Redis's journal and namespaces as well as memory's."""
-    process = SandboxProcess(tmp_path_factory.mktemp("dashboard"), *store_args(request, store))
-    process.store = store
-    yield process
-    process.stop()
+@pytest.fixture
+def server(sandbox):
+    """The suite's shared sandbox, on each store (the page reads Redis's journal and namespaces as
+    well as memory's); every test here works in namespaces of its own."""
+    return sandbox
 
 
 class Sandbox:
@@ -175,7 +172,6 @@ def test_a_credit_made_over_the_api_shows_in_the_data_and_the_traffic_within_two
     business = sandbox.business()
     watched = open_page("?namespace=live")
     page = watched.page
-    page.wait_for_timeout(300)
     made = sandbox.api("POST", credits_path(business["id"]), json={
         "customer_id": business["customers"][0]["id"], "memo": "made for the dashboard",
         "line_items": [stable_line("SALES", 4321)]})
