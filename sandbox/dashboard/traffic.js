@@ -109,6 +109,7 @@ export class Traffic {
     const first = this.last === null;
     const unseen = first ? fresh : fresh.filter((e) => e.id > this.last);
     if (first || unseen.length) this.draw([...unseen]);
+    if (this.last === null) this.last = 0;  // an empty journal: from its first entry on (ids start at 1)
     return unseen;
   }
 
