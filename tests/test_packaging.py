@@ -75,3 +75,6 @@ def test_readme_and_ci_run_the_same_test_command():
     start, test = commands[0], commands[1]
     assert "layer-sandbox" in start and "pytest" in test
     assert test in ci
+    # Under `set -e`, a failed venv or install (before the last `&&`) would not stop .ci/run, and
+    # the lowest-versions run after it could pass alone.
+    assert f"{test} || exit 1" in ci
