@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ANNOTATIONS = 10  # GitHub shows at most ten error annotations per step; the log and summary hold all
@@ -28,7 +29,7 @@ def escape(text: str) -> str:
 
 
 def journal(url: str, admin_token: str, **query: str) -> list[dict]:
-    address = f"{url.rstrip('/')}/__sandbox/requests?" + "&".join(f"{k}={v}" for k, v in query.items())
+    address = f"{url.rstrip('/')}/__sandbox/requests?{urllib.parse.urlencode(query)}"
     headers = {"Accept": "application/json"}
     if admin_token:
         headers["Authorization"] = f"Bearer {admin_token}"

@@ -4,6 +4,7 @@ admin check must answer alike: which requests ask for the page, and which files 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import flask
@@ -37,8 +38,14 @@ def is_open(method: str, path: str, accept: str | None) -> bool:
     return path in ("/__sandbox", "/__sandbox/") and wants_page(accept)
 
 
+@functools.cache
+def _content(name: str) -> bytes:
+    """A file's bytes, read from the package once (the page polls; its files are asked for often)."""
+    return (DASHBOARD / name).read_bytes()
+
+
 def file_response(name: str) -> flask.Response:
-    answer = flask.Response((DASHBOARD / name).read_bytes(), mimetype=FILES[name].split(";")[0])
+    answer = flask.Response(_content(name), mimetype=FILES[name].split(";")[0])
     answer.headers["Content-Type"] = FILES[name]
     answer.headers["Content-Security-Policy"] = POLICY
     answer.headers["Cache-Control"] = "no-cache"

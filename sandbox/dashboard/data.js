@@ -56,7 +56,7 @@ export class DataView {
     this.picker = document.getElementById("business");
     this.filter = document.getElementById("filter");
     this.area = document.getElementById("table-area");
-    this.picker.addEventListener("change", () => { this.restart(); this.draw(); });
+    this.picker.addEventListener("change", () => { this.restartTables(); this.draw(); });
     this.filter.addEventListener("input", () => this.draw());
     const tabs = [...document.querySelectorAll("#data [role=tab]")];
     tabs.forEach((tab, position) => {
@@ -84,8 +84,14 @@ export class DataView {
     this.draw();
   }
 
+  /** Another namespace: read from scratch, tables back to their start. */
   restart() {
     this.read = null;
+    this.restartTables();
+  }
+
+  /** Another business: the same reading, tables back to their start. */
+  restartTables() {
     for (const table of Object.values(TABLES)) table.restart();
   }
 
